@@ -1,0 +1,10 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The one list of block drivers: adding a format or protocol is one line here. */
+#include "block-int.h"
+
+const BlockDriver *const bdrv_drivers[] = {
+    &bdrv_file,
+    &bdrv_raw,
+    &bdrv_qcow2,
+    NULL,
+};
