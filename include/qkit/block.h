@@ -53,6 +53,16 @@
 #define BDRV_BLOCK_RECURSE      0x40 /* driver: also ask *file whether it reads as zero */
 #define BDRV_BLOCK_COMPRESSED   0x80 /* the data is stored compressed */
 
+/*
+ * Permissions a user of a node takes, and may keep others from taking; the file
+ * protocol turns them into byte-range locks that QEMU's tools see too.
+ */
+#define BLK_PERM_CONSISTENT_READ 0x01
+#define BLK_PERM_WRITE           0x02
+#define BLK_PERM_WRITE_UNCHANGED 0x04
+#define BLK_PERM_RESIZE          0x08
+#define BLK_PERM_ALL             0x0f
+
 /* check() repair flags. */
 #define BDRV_FIX_LEAKS  0x1
 #define BDRV_FIX_ERRORS 0x2
@@ -111,6 +121,8 @@ struct BlockDriver {
     size_t instance_size;         /* bytes of bs->opaque */
     bool thread_safe;             /* callbacks may run concurrently on one node */
     bool supports_backing;
+    /* Users let others write too (raw does, as in QEMU; formats with metadata don't). */
+    bool shares_write;
 
     /* Score 0..100 for how sure the driver is that buf (first bytes) is its format. */
     int (*probe)(const uint8_t *buf, int buf_size, const char *filename);
@@ -121,6 +133,11 @@ struct BlockDriver {
      */
     int (*open)(BlockDriverState *bs, json_t *options, int flags, Error **errp);
     void (*close)(BlockDriverState *bs);
+    /*
+     * Protocols: take permissions perm and keep others from the unshared ones (locks);
+     * called by the core once the format above is known, before the format opens.
+     */
+    int (*set_perm)(BlockDriverState *bs, int perm, int unshared, Error **errp);
     /* Switch between read-only and read-write (for commit and rebase). */
     int (*reopen)(BlockDriverState *bs, int flags, Error **errp);
 

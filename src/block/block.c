@@ -155,6 +155,29 @@ static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
                                          json_t *options, int flags, int depth,
                                          Error **errp);
 
+/*
+ * Take the permissions a user of format fmt_drv (NULL: the protocol itself) needs on
+ * the protocol node file: read, plus write and resize when writable. Others may not
+ * write or resize unless -U was given or the format shares (raw and bare protocols do,
+ * as in QEMU: two qemu-io writers of one raw file are allowed).
+ */
+static int bdrv_take_perm(BlockDriverState *file, const BlockDriver *fmt_drv, int flags,
+                          Error **errp)
+{
+    if (!file->drv->set_perm) {
+        return 0;
+    }
+    int perm = BLK_PERM_CONSISTENT_READ;
+    int unshared = BLK_PERM_WRITE | BLK_PERM_RESIZE;
+    if (flags & BDRV_O_RDWR) {
+        perm |= BLK_PERM_WRITE | BLK_PERM_RESIZE;
+    }
+    if ((flags & BDRV_O_FORCE_SHARE) || !fmt_drv || fmt_drv->shares_write) {
+        unshared = 0;
+    }
+    return file->drv->set_perm(file, perm, unshared, errp);
+}
+
 /* Resolve and open the backing file a format driver named in bs->backing_file. */
 static int bdrv_open_backing(BlockDriverState *bs, json_t *options, int depth, Error **errp)
 {
@@ -225,6 +248,10 @@ static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
     BlockDriverState *bs = NULL;
     if ((drv && drv_is_protocol(drv)) || (!drv && (flags & BDRV_O_PROTOCOL))) {
         bs = bdrv_open_protocol(filename, drv, options, flags & ~BDRV_O_WRITETHROUGH, errp);
+        if (bs && bdrv_take_perm(bs, NULL, flags, errp) < 0) {
+            bdrv_unref(bs);
+            bs = NULL;
+        }
         if (bs && (flags & BDRV_O_WRITETHROUGH)) {
             bs->open_flags |= BDRV_O_WRITETHROUGH;
         }
@@ -283,6 +310,11 @@ static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
         bdrv_unref(file);
         json_decref(options);
         error_setg(errp, "Driver '%s' is not a format", drv->format_name);
+        return NULL;
+    }
+    if (bdrv_take_perm(file, drv, flags, errp) < 0) {
+        bdrv_unref(file);
+        json_decref(options);
         return NULL;
     }
     bs = bdrv_new(drv, file->filename, flags);

@@ -26,17 +26,11 @@
 #define FILE_LOCK_BASE_PERM   100
 #define FILE_LOCK_BASE_SHARED 200
 
-enum {
-    FILE_PERM_CONSISTENT_READ = 1 << 0,
-    FILE_PERM_WRITE           = 1 << 1,
-    FILE_PERM_WRITE_UNCHANGED = 1 << 2,
-    FILE_PERM_RESIZE          = 1 << 3,
-    FILE_PERM_GRAPH_MOD       = 1 << 4,
-    FILE_PERM_COUNT           = 5,
-};
+/* Number of BLK_PERM_* bits that have lock bytes. */
+#define FILE_PERM_COUNT 4
 
 static const char *const file_perm_names[FILE_PERM_COUNT] = {
-    "consistent read", "write", "write unchanged", "resize", "change children",
+    "consistent read", "write", "write unchanged", "resize",
 };
 
 /* Alignment used with O_DIRECT (covers 512 and 4096-byte sector devices). */
@@ -48,6 +42,8 @@ typedef struct BDRVFileState {
     int fd;
     bool is_blockdev;
     bool use_lock;
+    int perm;         /* BLK_PERM_* taken */
+    int unshared;     /* BLK_PERM_* kept from others */
     bool use_uring;
     bool uring_ready;
     struct io_uring ring;
@@ -135,14 +131,13 @@ static int file_apply_locks(int fd, const char *filename, int perm, int unshared
     return 0;
 }
 
-/* The permissions a user opening with flags takes and keeps from others. */
-static void file_perms_for_flags(int flags, int *perm, int *unshared)
+/* Drop every lock byte this fd holds. */
+static void file_unlock_all(int fd)
 {
-    *perm = FILE_PERM_CONSISTENT_READ;
-    if (flags & BDRV_O_RDWR) {
-        *perm |= FILE_PERM_WRITE | FILE_PERM_RESIZE;
+    for (int i = 0; i < FILE_PERM_COUNT; i++) {
+        file_lock_byte(fd, FILE_LOCK_BASE_PERM + i, false);
+        file_lock_byte(fd, FILE_LOCK_BASE_SHARED + i, false);
     }
-    *unshared = (flags & BDRV_O_FORCE_SHARE) ? 0 : (FILE_PERM_WRITE | FILE_PERM_RESIZE);
 }
 
 /* Open the fd for flags: O_DIRECT for cache=none, read-write only when asked. */
@@ -207,15 +202,6 @@ static int file_open(BlockDriverState *bs, json_t *options, int flags, Error **e
         error_setg(errp, "'%s' is a directory", fn);
         return -EISDIR;
     }
-    if (s->use_lock) {
-        int perm, unshared;
-        file_perms_for_flags(flags, &perm, &unshared);
-        int ret = file_apply_locks(s->fd, fn, perm, unshared, errp);
-        if (ret < 0) {
-            close(s->fd);
-            return ret;
-        }
-    }
     bs->request_alignment = (flags & BDRV_O_NOCACHE) ? FILE_DIRECT_ALIGN : 1;
     /* io_uring for aio=io_uring and aio=native alike; threads means plain syscalls. */
     s->use_uring = flags & (BDRV_O_IO_URING | BDRV_O_NATIVE_AIO);
@@ -242,6 +228,25 @@ static void file_close(BlockDriverState *bs)
     close(s->fd);
 }
 
+/* Take perm and keep others from unshared, replacing what this node held before. */
+static int file_set_perm(BlockDriverState *bs, int perm, int unshared, Error **errp)
+{
+    BDRVFileState *s = bs->opaque;
+    if (s->use_lock) {
+        file_unlock_all(s->fd);
+        int ret = file_apply_locks(s->fd, bs->filename, perm, unshared, errp);
+        if (ret < 0) {
+            if (s->perm) {
+                file_apply_locks(s->fd, bs->filename, s->perm, s->unshared, NULL);
+            }
+            return ret;
+        }
+    }
+    s->perm = perm;
+    s->unshared = unshared;
+    return 0;
+}
+
 /* Switch read-only/read-write: a new fd with the new mode, locks taken anew. */
 static int file_reopen(BlockDriverState *bs, int flags, Error **errp)
 {
@@ -250,22 +255,20 @@ static int file_reopen(BlockDriverState *bs, int flags, Error **errp)
     if (fd < 0) {
         return fd;
     }
-    if (s->use_lock) {
-        int perm, unshared;
-        /* Drop our old locks first so they do not conflict with the new ones. */
-        for (int i = 0; i < FILE_PERM_COUNT; i++) {
-            file_lock_byte(s->fd, FILE_LOCK_BASE_PERM + i, false);
-            file_lock_byte(s->fd, FILE_LOCK_BASE_SHARED + i, false);
+    if (s->use_lock && s->perm) {
+        int perm = s->perm & ~(BLK_PERM_WRITE | BLK_PERM_RESIZE);
+        if (flags & BDRV_O_RDWR) {
+            perm |= BLK_PERM_WRITE | BLK_PERM_RESIZE;
         }
-        file_perms_for_flags(flags, &perm, &unshared);
-        int ret = file_apply_locks(fd, bs->filename, perm, unshared, errp);
+        /* Drop our old locks first so they do not conflict with the new ones. */
+        file_unlock_all(s->fd);
+        int ret = file_apply_locks(fd, bs->filename, perm, s->unshared, errp);
         if (ret < 0) {
-            int oldperm, oldunshared;
-            file_perms_for_flags(bs->open_flags, &oldperm, &oldunshared);
-            file_apply_locks(s->fd, bs->filename, oldperm, oldunshared, NULL);
+            file_apply_locks(s->fd, bs->filename, s->perm, s->unshared, NULL);
             close(fd);
             return ret;
         }
+        s->perm = perm;
     }
     close(s->fd);
     s->fd = fd;
@@ -621,8 +624,8 @@ static int file_create(const char *filename, QOpts *opts, Error **errp)
         }
     }
     /* Refuse to clobber an image that someone is using, as QEMU does. */
-    ret = file_apply_locks(fd, filename, FILE_PERM_CONSISTENT_READ | FILE_PERM_WRITE |
-                           FILE_PERM_RESIZE, FILE_PERM_WRITE | FILE_PERM_RESIZE, errp);
+    ret = file_apply_locks(fd, filename, BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE |
+                           BLK_PERM_RESIZE, BLK_PERM_WRITE | BLK_PERM_RESIZE, errp);
     if (ret < 0) {
         close(fd);
         return ret;
@@ -673,6 +676,7 @@ const BlockDriver bdrv_file = {
     .thread_safe = true,
     .open = file_open,
     .close = file_close,
+    .set_perm = file_set_perm,
     .reopen = file_reopen,
     .pread = file_pread,
     .pwrite = file_pwrite,

@@ -203,6 +203,7 @@ const BlockDriver bdrv_raw = {
     .format_name = "raw",
     .instance_size = sizeof(BDRVRawState),
     .thread_safe = true,
+    .shares_write = true,
     .probe = raw_probe,
     .open = raw_open,
     .pread = raw_pread,
