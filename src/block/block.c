@@ -151,9 +151,16 @@ static const BlockDriver *bdrv_probe(BlockDriverState *file, const char *filenam
     return best;
 }
 
+/* The images above the one being opened, to catch a backing chain that loops. */
+typedef struct OpenChain {
+    const struct OpenChain *up;
+    dev_t dev;
+    ino_t ino;
+} OpenChain;
+
 static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
                                          json_t *options, int flags, int depth,
-                                         Error **errp);
+                                         const OpenChain *chain, Error **errp);
 
 /*
  * Take the permissions a user of format fmt_drv (NULL: the protocol itself) needs on
@@ -179,7 +186,8 @@ static int bdrv_take_perm(BlockDriverState *file, const BlockDriver *fmt_drv, in
 }
 
 /* Resolve and open the backing file a format driver named in bs->backing_file. */
-static int bdrv_open_backing(BlockDriverState *bs, json_t *options, int depth, Error **errp)
+static int bdrv_open_backing(BlockDriverState *bs, json_t *options, int depth,
+                             const OpenChain *chain, Error **errp)
 {
     json_t *bopts = json_object_get(options, "backing");
     if (json_is_null(bopts)) {
@@ -189,6 +197,22 @@ static int bdrv_open_backing(BlockDriverState *bs, json_t *options, int depth, E
         error_setg(errp, "Backing chain is too deep (more than %d images); is there a loop?",
                    BDRV_MAX_CHAIN_DEPTH);
         return -ELOOP;
+    }
+    /* A backing file that is this image or one above it would loop forever. */
+    OpenChain here = { .up = chain };
+    struct stat st;
+    if (stat(bs->filename, &st) == 0) {
+        here.dev = st.st_dev;
+        here.ino = st.st_ino;
+    }
+    if (stat(bs->full_backing_filename, &st) == 0) {
+        for (const OpenChain *c = &here; c; c = c->up) {
+            if (c->ino && c->dev == st.st_dev && c->ino == st.st_ino) {
+                error_setg(errp, "Backing file '%s' creates an infinite loop.",
+                           bs->full_backing_filename);
+                return -ELOOP;
+            }
+        }
     }
     json_t *child_opts = json_is_object(bopts) ? json_deep_copy(bopts) : json_object();
     const char *fmt = bs->backing_format[0] ? bs->backing_format : NULL;
@@ -200,7 +224,7 @@ static int bdrv_open_backing(BlockDriverState *bs, json_t *options, int depth, E
                  BDRV_O_FORCE_SHARE;
     Error *local = NULL;
     BlockDriverState *backing = bdrv_open_depth(bs->full_backing_filename, fmt, child_opts,
-                                                bflags, depth + 1, &local);
+                                                bflags, depth + 1, &here, &local);
     if (!backing) {
         error_propagate(errp, local);
         error_prepend(errp, "Could not open backing file: ");
@@ -212,7 +236,7 @@ static int bdrv_open_backing(BlockDriverState *bs, json_t *options, int depth, E
 
 static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
                                          json_t *options, int flags, int depth,
-                                         Error **errp)
+                                         const OpenChain *chain, Error **errp)
 {
     if (!options) {
         options = json_object();
@@ -335,7 +359,7 @@ static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
         snprintf(bs->full_backing_filename, sizeof(bs->full_backing_filename), "%s", full);
         free(full);
         if (!(flags & BDRV_O_NO_BACKING) &&
-            bdrv_open_backing(bs, options, depth, errp) < 0) {
+            bdrv_open_backing(bs, options, depth, chain, errp) < 0) {
             bdrv_unref(bs);
             json_decref(options);
             return NULL;
@@ -348,7 +372,7 @@ static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
 BlockDriverState *bdrv_open(const char *filename, const char *fmt, json_t *options,
                             int flags, Error **errp)
 {
-    return bdrv_open_depth(filename, fmt, options, flags, 0, errp);
+    return bdrv_open_depth(filename, fmt, options, flags, 0, NULL, errp);
 }
 
 void bdrv_ref(BlockDriverState *bs)
