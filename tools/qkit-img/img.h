@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <getopt.h>
+
 #include "qkit/block.h"
 
 int img_amend(int argc, char **argv);
@@ -36,9 +38,55 @@ void img_error_exit(const char *fmt, ...) __attribute__((noreturn, format(printf
 BlockDriverState *img_open(bool image_opts, const char *filename, const char *fmt, int flags,
                            bool writethrough, bool quiet, bool force_share);
 
-/* The progress line drawn by -p: "    (NN.NN/100%)\r". */
+/*
+ * The progress line drawn by -p: "    (NN.NN/100%)\r". img_progress_print takes the
+ * absolute position (done of total, e.g. bytes); the line is redrawn when it moved by
+ * more than min_step percent, and at 0 and 100. img_progress_end ends the line.
+ */
 void img_progress_init(bool enabled, float min_step);
 void img_progress_print(float done, float total);
 void img_progress_end(void);
+
+/* ---- shared helpers (img-common.c) ---- */
+
+enum { IMG_OUTPUT_HUMAN, IMG_OUTPUT_JSON };
+/* Granularity at which compare reports the first differing offset, as qemu-img. */
+#define IMG_COMPARE_SECTOR 512
+
+/* getopt returned ':' (missing argument) or '?' (unknown option): report and exit 1. */
+void img_getopt_error(int c, char **argv) __attribute__((noreturn));
+/* Parse a size argument; prints qemu-img's "Invalid NAME specified..." and returns <0. */
+int64_t img_cvtnum(const char *name, const char *value);
+/* "human" or "json" to IMG_OUTPUT_*; prints the error and returns -1 otherwise. */
+int img_parse_output_format(const char *arg);
+/* Append one -o argument to *options (comma-joined); -1 after "Invalid option list". */
+int img_accumulate_options(char **options, const char *optarg);
+/* True if an -o list asks for help ("help" or "?" among its keys). */
+bool img_has_help_option(const char *options);
+/*
+ * Parse an -o list into o, checking each key against tables (NULL-terminated) and
+ * each value against its type, as qemu-img does; sizes and numbers become decimal.
+ */
+int img_parse_qopts(QOpts *o, const char *str, const QOptDesc *const *tables, Error **errp);
+/* Print "  name=<type>   - help" lines, merged (first table wins) and sorted. */
+void img_print_opts_help(const QOptDesc *const *tables, bool (*filter)(const QOptDesc *d));
+/* JSON text laid out as QEMU's pretty printer (key order of its QDict); caller frees. */
+char *img_json_to_str(json_t *obj);
+/* img_json_to_str plus a newline, to stdout. */
+void img_print_json(json_t *obj);
+/* The human "key: value" tree of info's "Format specific information", at level. */
+void img_dump_human_tree(json_t *obj, int level);
+/* The ImageInfo object of one node (info, and anything else that describes images). */
+json_t *img_collect_image_info(BlockDriverState *bs, Error **errp);
+/* Snapshot table rows as `snapshot -l` and `info` print them (no newline). */
+void img_snapshot_dump_header(void);
+void img_snapshot_dump(const QkitSnapshotInfo *sn);
+/* "Snapshot list:", the header and one line per snapshot. */
+void img_dump_snapshot_list(const QkitSnapshotInfo *sns, int n);
+/*
+ * Compare two buffers sector by sector: returns whether the first sector differs and
+ * sets *pnum to the length of the run of sectors with that same verdict.
+ */
+bool img_buffer_differs(const uint8_t *a, const uint8_t *b, int64_t bytes, int64_t *pnum);
 
 #endif
