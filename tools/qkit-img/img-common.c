@@ -223,6 +223,18 @@ void img_getopt_error(int c, char **argv)
     img_error_exit("unrecognized option '%s'", argv[optind - 1]);
 }
 
+/* True if a json: filename names its format itself (then nothing was probed). */
+static bool options_named_driver(const char *filename)
+{
+    if (strncmp(filename, "json:", 5)) {
+        return false;
+    }
+    json_t *o = qdict_from_json_filename(filename, NULL);
+    bool named = o && qdict_get_str(o, "driver");
+    json_decref(o);
+    return named;
+}
+
 BlockDriverState *img_open(bool image_opts, const char *filename, const char *fmt, int flags,
                            bool writethrough, bool quiet, bool force_share)
 {
@@ -263,6 +275,16 @@ BlockDriverState *img_open(bool image_opts, const char *filename, const char *fm
         error_prepend(&err, "Could not open '%s': ", filename);
         error_report_err(err);
         return NULL;
+    }
+    if (!fmt && !image_opts && (flags & BDRV_O_RDWR) && bs->drv == &bdrv_raw &&
+        !(options_named_driver(filename))) {
+        /* Writing to a guessed raw image is how format confusion attacks start. */
+        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing "
+                "guessed raw.\n"
+                "         Automatically detecting the format is dangerous for raw images, "
+                "write operations on block 0 will be restricted.\n"
+                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                bs->file ? bs->file->filename : bs->filename);
     }
     return bs;
 }

@@ -78,6 +78,8 @@ void img_print_json(json_t *obj);
 void img_dump_human_tree(json_t *obj, int level);
 /* The ImageInfo object of one node (info, and anything else that describes images). */
 json_t *img_collect_image_info(BlockDriverState *bs, Error **errp);
+/* The node of bs's backing chain (below bs) that name refers to, or NULL. */
+BlockDriverState *img_find_backing_image(BlockDriverState *bs, const char *name);
 /* Snapshot table rows as `snapshot -l` and `info` print them (no newline). */
 void img_snapshot_dump_header(void);
 void img_snapshot_dump(const QkitSnapshotInfo *sn);
