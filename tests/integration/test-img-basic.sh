@@ -176,7 +176,7 @@ if ! (cd "$T" && "$QKIT_IMG" create -q -f qcow2 probe.qcow2 1M >/dev/null 2>&1 &
 fi
 
 cd "$Q"
-rm -f ./*
+rm -rf ./*
 qemu-img create -q -f qcow2 base.qcow2 64M
 qemu-io -c 'write -P 1 0 1M' -c 'write -P 2 4M 64k' base.qcow2 >/dev/null
 qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
@@ -190,15 +190,15 @@ mkdir -p sub
 qemu-img create -q -f qcow2 -b ../base.qcow2 -F qcow2 sub/t.qcow2
 sync_dirs
 
-both "qcow2: info" info top.qcow2
-both "qcow2: info json" info --output=json top.qcow2
-both "qcow2: info backing chain" info --backing-chain top.qcow2
-both "qcow2: info backing chain json" info --backing-chain --output=json top.qcow2
-both "qcow2: info actual path" info sub/t.qcow2
-both "qcow2: info compat 0.10" info --output=json v2.qcow2
-both "qcow2: info bitmaps" info bm.qcow2
-both "qcow2: info bitmaps json" info --output=json bm.qcow2
-both "qcow2: info wrong format" info -f qcow2 base.qcow2
+both_f "$DISK" "qcow2: info" info top.qcow2
+both_f "$DISK" "qcow2: info json" info --output=json top.qcow2
+both_f "$DISK" "qcow2: info backing chain" info --backing-chain top.qcow2
+both_f "$DISK" "qcow2: info backing chain json" info --backing-chain --output=json top.qcow2
+both_f "$DISK" "qcow2: info actual path" info sub/t.qcow2
+both_f "$DISK" "qcow2: info compat 0.10" info --output=json v2.qcow2
+both_f "$DISK" "qcow2: info bitmaps" info bm.qcow2
+both_f "$DISK" "qcow2: info bitmaps json" info --output=json bm.qcow2
+both_f "$DISK" "qcow2: info wrong format" info -f qcow2 base.qcow2
 both "qcow2: check" check top.qcow2
 both "qcow2: check json" check --output=json top.qcow2
 both "qcow2: check quiet" check -q top.qcow2
@@ -287,11 +287,51 @@ both "qcow2: rebase safe" rebase -b rb2.qcow2 -F qcow2 rbt.qcow2
 out=$(qemu-img compare -F raw "$K/rbt.qcow2" "$T/rbt.raw" 2>&1)
 t_eq "qcow2: content kept after safe rebase" "Images are identical." "$out"
 clean "qcow2: rebased image is clean" rbt.qcow2
-both "qcow2: info after rebase" info rbt.qcow2
+both_f "$DISK" "qcow2: info after rebase" info rbt.qcow2
 both "qcow2: rebase without format" rebase -b rb2.qcow2 rbt2.qcow2
 both "qcow2: rebase missing new backing" rebase -b nonexist -F qcow2 rbt2.qcow2
 both "qcow2: rebase onto nothing" rebase -b "" rbt3.qcow2
 out=$(qemu-img compare -F raw "$K/rbt3.qcow2" "$T/rbt.raw" 2>&1)
 t_eq "qcow2: content kept after rebase onto nothing" "Images are identical." "$out"
 both "qcow2: rebase unsafe" rebase -u -b rb1.qcow2 -F qcow2 rbt3.qcow2
-both "qcow2: info after unsafe rebase" info rbt3.qcow2
+both_f "$DISK" "qcow2: info after unsafe rebase" info rbt3.qcow2
+
+# check on damaged images: leaked clusters, a cluster in use with refcount 0, repair
+cd "$Q"
+rm -rf ./*
+# refcount_set FILE CLUSTER VALUE: patch the 16-bit refcount of a cluster (first block).
+refcount_set() {
+    local rt rb
+    rt=$(od -An -tu8 --endian=big -j 48 -N 8 "$1" | tr -d ' ')
+    rb=$(od -An -tu8 --endian=big -j "$rt" -N 8 "$1" | tr -d ' ')
+    printf "$(printf '\\x%02x\\x%02x' $(($3 >> 8)) $(($3 & 255)))" |
+        dd of="$1" bs=1 seek=$((rb + 2 * $2)) conv=notrunc status=none
+}
+qemu-img create -q -f qcow2 leak.qcow2 4M
+qemu-io -c 'write -P 1 0 256k' leak.qcow2 >/dev/null
+n=$(( $(stat -c %s leak.qcow2) / 65536 ))
+truncate -s $(( (n + 2) * 65536 )) leak.qcow2
+refcount_set leak.qcow2 "$n" 1
+refcount_set leak.qcow2 $((n + 1)) 1
+cp leak.qcow2 corrupt.qcow2
+refcount_set corrupt.qcow2 $((n - 1)) 0
+cp leak.qcow2 leak-fix.qcow2
+cp corrupt.qcow2 corrupt-fix.qcow2
+sync_dirs
+
+# check_out DIR TOOL ARGS...: what check prints on stdout, and its exit code.
+check_out() {
+    local dir=$1 tool=$2; shift 2
+    (cd "$dir" && "$tool" check "$@" 2>/dev/null; echo "rc=$?")
+}
+for args in "leak.qcow2" "--output=json leak.qcow2" "corrupt.qcow2" \
+            "--output=json corrupt.qcow2" "-r leaks leak-fix.qcow2" \
+            "-r all --output=json corrupt-fix.qcow2"; do
+    # shellcheck disable=SC2086
+    t_eq "qcow2: check $args" "$(check_out "$Q" qemu-img $args)" \
+        "$(check_out "$K" "$QKIT_IMG" $args)"
+done
+both_f '/^Repairing\|^Rebuilding\|^ERROR\|^Leaked/d' "qcow2: check messages" \
+    check corrupt.qcow2
+clean "qcow2: leaks repaired" leak-fix.qcow2
+clean "qcow2: corruption repaired" corrupt-fix.qcow2
