@@ -22,7 +22,12 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/qkit-test.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 
 t_pass() { echo "PASS: $1"; }
-t_fail() { echo "FAIL: $1"; shift; [ $# -gt 0 ] && printf '  %s\n' "$@" | head -60; return 0; }
+# t_fail NAME [CONTEXT...]: each context line is shown indented (long output is cut).
+t_fail() {
+    echo "FAIL: $1"; shift
+    [ $# -gt 0 ] && printf '%s\n' "$@" | head -60 | cut -c1-400 | sed 's/^/  /'
+    return 0
+}
 t_skip() { echo "SKIP: $1 (${2:-no reason given})"; }
 
 # t_eq NAME EXPECTED ACTUAL: pass if the two strings are equal, else show a diff.
