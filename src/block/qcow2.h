@@ -22,8 +22,11 @@
 #ifndef QKIT_QCOW2_H
 #define QKIT_QCOW2_H
 
+#include <inttypes.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "qkit/block.h"
 #include "qkit/error.h"
@@ -303,6 +306,8 @@ typedef struct BDRVQcow2State {
     bool use_lazy_refcounts;
     bool signaled_corruption;       /* print the "marking corrupt" message once */
     bool discard_passthrough[QCOW2_DISCARD_MAX];
+    bool metadata_preallocation_checked;
+    bool metadata_preallocation;    /* block_status asks the file whether data is zero */
 
     /* Header extensions. */
     char *image_backing_file;       /* as stored, or NULL */
@@ -413,6 +418,16 @@ int qcow2_validate_table(BlockDriverState *bs, uint64_t offset, uint64_t entries
 /* Compute refcount_bits / limits in s from s->refcount_order. */
 void qcow2_set_refcount_order(BDRVQcow2State *s, int refcount_order);
 
+/* Called by info: the "bitmaps" list of format-specific data, or NULL when none. */
+json_t *qcow2_get_bitmap_info(BlockDriverState *bs);
+
+/* ---- qcow2-create.c ---- */
+
+extern const QOptDesc qcow2_create_opts[];
+int qcow2_create(const char *filename, QOpts *opts, Error **errp);
+int qcow2_measure(QOpts *opts, BlockDriverState *in_bs, BlockMeasureInfo *info,
+                  Error **errp);
+
 /* ---- qcow2-cluster.c ---- */
 
 Qcow2ClusterType qcow2_get_cluster_type(BlockDriverState *bs, uint64_t l2_entry);
@@ -458,6 +473,12 @@ int qcow2_block_status(BlockDriverState *bs, bool want_zero, uint64_t offset, ui
                        uint64_t *pnum, uint64_t *map, BlockDriverState **file);
 /* Allocate host clusters for all of [offset, offset+bytes) (preallocation=metadata). */
 int qcow2_preallocate(BlockDriverState *bs, uint64_t offset, uint64_t bytes);
+/*
+ * Preallocation falloc/full on growth from old_length to new_length: new refcount
+ * structures, then data clusters in one run at the end of the file, then L2 entries.
+ */
+int qcow2_preallocate_data(BlockDriverState *bs, uint64_t old_length, uint64_t new_length,
+                           PreallocMode prealloc, Error **errp);
 /* Drop every L2 table of the active L1 (make_empty for commit). */
 int qcow2_make_empty(BlockDriverState *bs);
 
@@ -496,8 +517,25 @@ void qcow2_free_clusters(BlockDriverState *bs, int64_t offset, int64_t size,
                          Qcow2DiscardType type);
 /* Free whatever an L2 entry points at (normal, zero-alloc or compressed). */
 void qcow2_free_any_cluster(BlockDriverState *bs, uint64_t l2_entry, Qcow2DiscardType type);
-/* Host offset just past the last cluster with a nonzero refcount. */
+/* Index of the last cluster below size (in clusters) with a nonzero refcount. */
 int64_t qcow2_get_last_cluster(BlockDriverState *bs, int64_t size);
+/*
+ * Refcount metadata (blocks + table, bytes) needed to count clusters clusters including
+ * itself; generous adds the growth margin used when the table is enlarged.
+ */
+int64_t qcow2_refcount_metadata_size(int64_t clusters, uint64_t cluster_size,
+                                     int refcount_order, bool generous,
+                                     uint64_t *refblock_count);
+/*
+ * Put a new refcount table and the blocks it needs at start_offset (free space up to
+ * the end of the file) covering the file plus additional_clusters, and switch to it.
+ * Returns the offset just past the new structures, or -errno.
+ */
+int64_t qcow2_refcount_area(BlockDriverState *bs, uint64_t start_offset,
+                            uint64_t additional_clusters, bool exact_size,
+                            uint64_t new_refblock_index, uint64_t new_refblock_offset);
+/* Drop refcount blocks that count nothing but themselves (after shrinking). */
+int qcow2_shrink_reftable(BlockDriverState *bs);
 /*
  * Used by snapshots: add addend (+1/-1) to the refcounts of everything reachable from
  * the L1 table at l1_table_offset and fix the COPIED flags of the active L1/L2 tables.
@@ -505,6 +543,15 @@ int64_t qcow2_get_last_cluster(BlockDriverState *bs, int64_t size);
  */
 int qcow2_update_snapshot_refcount(BlockDriverState *bs, int64_t l1_table_offset,
                                    int l1_size, int addend);
+
+/* ---- qcow2-compress.c ---- */
+
+/* Compress src into dest; -ENOMEM when the result would not fit in dest_size. */
+ssize_t qcow2_compress(const BDRVQcow2State *s, void *dest, size_t dest_size,
+                       const void *src, size_t src_size);
+/* Decompress src until dest_size bytes are produced; -EIO on bad data. */
+int qcow2_decompress(const BDRVQcow2State *s, void *dest, size_t dest_size, const void *src,
+                     size_t src_size);
 
 /* ---- qcow2-cache.c ---- */
 
@@ -542,6 +589,14 @@ int qcow2_snapshot_goto(BlockDriverState *bs, const char *snapshot_id, Error **e
 int qcow2_snapshot_delete(BlockDriverState *bs, const char *snapshot_id, const char *name,
                           Error **errp);
 int qcow2_snapshot_list(BlockDriverState *bs, QkitSnapshotInfo **psn);
+/* Write s->snapshots as a new table, point the header at it, free the old one. */
+int qcow2_write_snapshots(BlockDriverState *bs);
+/*
+ * For check: re-read the snapshot table from the header (repairing what fix allows,
+ * counting problems in res), and after the refcount check rewrite it if it was fixed.
+ */
+int qcow2_check_read_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, int fix);
+int qcow2_check_fix_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, int fix);
 
 /* ---- qcow2-check.c ---- */
 
@@ -554,5 +609,7 @@ int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res, int fix);
 /* ---- qcow2-amend.c ---- */
 
 int qcow2_amend(BlockDriverState *bs, QOpts *opts, bool force, Error **errp);
+/* The options amend takes, in QEMU's order (for `amend -o help`). */
+extern const QOptDesc qcow2_amend_opts[];
 
 #endif
