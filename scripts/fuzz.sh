@@ -8,6 +8,7 @@
 # Sources are compiled directly (the lists in src/*/meson.build), not the meson library,
 # so every object is instrumented. The seed corpora in tests/fuzz/corpus-*/ are never
 # written; new inputs go to build-fuzz/corpus/, crashes to build-fuzz/crashes/.
+# Inputs that once crashed are kept in tests/fuzz/regress-*/ and replayed first.
 set -uo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${FUZZ_OUT:-$TOP/build-fuzz}
@@ -24,6 +25,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 declare -A T_DIRS=([fuzz-opts]="src/util" [fuzz-qcow2-open]="src/util src/block")
 declare -A T_SHARE=([fuzz-opts]=20 [fuzz-qcow2-open]=80)
 declare -A T_CORPUS=([fuzz-opts]=corpus-opts [fuzz-qcow2-open]=corpus-qcow2)
+declare -A T_REGRESS=([fuzz-opts]=regress-opts [fuzz-qcow2-open]=regress-qcow2)
 TARGETS=(fuzz-opts fuzz-qcow2-open)
 
 die() { echo "fuzz.sh: $*" >&2; exit 2; }
@@ -61,13 +63,41 @@ build_target() {
     } >"$OUT/$t.build.log" 2>&1
 }
 
+# Options for every run: a hang is an input that takes 10 s; the target's own output
+# (check's report lines) is dropped, libFuzzer's and the sanitizers' is kept.
+FUZZ_OPTS=(-timeout=10 -rss_limit_mb=2048 -close_fd_mask=3)
+
 # Fuzz one target for SECS seconds; exit status non-zero on a crash, leak or hang.
 run_target() {
     local t=$1 secs=$2
     mkdir -p "$OUT/corpus/$t" "$OUT/crashes"
-    "$OUT/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    # The subshell keeps bash's "Aborted" job notice out of the output.
+    ("$OUT/$t" "${FUZZ_OPTS[@]}" -max_total_time="$secs" -print_final_stats=1 \
         -artifact_prefix="$OUT/crashes/$t-" "$OUT/corpus/$t" "$TOP/tests/fuzz/${T_CORPUS[$t]}" \
-        >"$OUT/$t.log" 2>&1
+        >"$OUT/$t.log" 2>&1) 2>/dev/null
+}
+
+# Run each saved regression input of a target once; prints nothing when there are none.
+replay_regressions() {
+    local t=$1 dir=$TOP/tests/fuzz/${T_REGRESS[$t]} f rc
+    [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ] || return 0
+    for f in "$dir"/*; do
+        ("$OUT/$t" "${FUZZ_OPTS[@]}" -runs=1 "$f" >"$OUT/$t.replay.log" 2>&1) 2>/dev/null
+        rc=$?
+        if [ $rc -eq 0 ]; then
+            echo "PASS: fuzz $t regression ${f##*/}"
+        else
+            echo "FAIL: fuzz $t regression ${f##*/} (exit $rc;" \
+                 "rerun: scripts/fuzz.sh repro $t ${f#"$TOP"/})"
+            show_report "$OUT/$t.replay.log"
+        fi
+    done
+}
+
+# The sanitizer or libFuzzer report in a log, indented, cut short.
+show_report() {
+    grep -E -A14 '^==[0-9]+==ERROR|runtime error|^SUMMARY|ALARM|deadly signal|out-of-memory' \
+        "$1" | grep -v '^    #1[0-9] ' | head -40 | sed 's/^/  /'
 }
 
 # The short run: one PASS/FAIL line per target, with context on failure.
@@ -81,6 +111,7 @@ short() {
             grep -E 'error|undefined reference' "$OUT/$t.build.log" | head -15 | sed 's/^/  /'
             continue
         fi
+        replay_regressions "$t"
         local secs=$(( SHORT_SECONDS * ${T_SHARE[$t]} / 100 ))
         [ "$secs" -ge 1 ] || secs=1
         if run_target "$t" "$secs"; then
@@ -92,8 +123,7 @@ short() {
             after=$(ls -t "$OUT/crashes" | head -1)
             echo "FAIL: fuzz $t (crash, leak or hang; reproducer: build-fuzz/crashes/$after," \
                  "rerun: scripts/fuzz.sh repro $t build-fuzz/crashes/$after)"
-            grep -E -A12 '^==[0-9]+==ERROR|runtime error|^SUMMARY|ALARM|deadly signal' \
-                "$OUT/$t.log" | head -40 | sed 's/^/  /'
+            show_report "$OUT/$t.log"
         fi
     done
 }
@@ -121,7 +151,7 @@ repro)
     [ $# -ge 3 ] || die "usage: $0 repro TARGET FILE..."
     mkdir -p "$OUT"
     build_target "$t" || { tail -20 "$OUT/$t.build.log"; exit 1; }
-    shift 2; exec "$OUT/$t" -runs=1 "$@" ;;
+    shift 2; exec "$OUT/$t" -timeout=10 -runs=1 "$@" ;;
 *)
     die "usage: $0 [build|short|run TARGET [SECS]|repro TARGET FILE...]" ;;
 esac
