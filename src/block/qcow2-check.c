@@ -53,6 +53,103 @@ typedef struct CheckState {
     int64_t file_len;     /* length of bs->file, refreshed after it changes */
 } CheckState;
 
+/* Metadata kinds a repair write must not overwrite (QEMU's default "cached" checks). */
+enum {
+    OL_MAIN_HEADER = 1 << 0,
+    OL_ACTIVE_L1 = 1 << 1,
+    OL_ACTIVE_L2 = 1 << 2,
+    OL_REFCOUNT_TABLE = 1 << 3,
+    OL_REFCOUNT_BLOCK = 1 << 4,
+    OL_SNAPSHOT_TABLE = 1 << 5,
+    OL_INACTIVE_L1 = 1 << 6,
+    OL_INACTIVE_L2 = 1 << 7,   /* not checked by default (needs disk reads) */
+    OL_BITMAP_DIRECTORY = 1 << 8,
+};
+static const char *const ol_names[] = {
+    "qcow2_header", "active L1 table", "active L2 table", "refcount table",
+    "refcount block", "snapshot table", "inactive L1 table", "inactive L2 table",
+    "bitmap directory",
+};
+
+/* True if [a, a + alen) and [b, b + blen) intersect. */
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen && blen && a < b + blen && b < a + alen;
+}
+
+/* The first metadata kind (not in ign) that the clusters of the write touch, or 0. */
+static int metadata_overlap(BDRVQcow2State *s, int ign, uint64_t offset, uint64_t size)
+{
+    int chk = ~ign & ~OL_INACTIVE_L2;
+    if (!size) {
+        return 0;
+    }
+    size = ROUND_UP(qcow2_offset_into_cluster(s, offset) + size, s->cluster_size);
+    offset = qcow2_start_of_cluster(s, offset);
+    if ((chk & OL_MAIN_HEADER) && offset < s->cluster_size) {
+        return OL_MAIN_HEADER;
+    }
+    if ((chk & OL_ACTIVE_L1) &&
+        ranges_overlap(offset, size, s->l1_table_offset, (uint64_t)s->l1_size * L1E_SIZE)) {
+        return OL_ACTIVE_L1;
+    }
+    if (chk & OL_ACTIVE_L2) {
+        for (uint32_t i = 0; i < s->l1_size; i++) {
+            uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
+            if (l2 && ranges_overlap(offset, size, l2, s->cluster_size)) {
+                return OL_ACTIVE_L2;
+            }
+        }
+    }
+    if ((chk & OL_REFCOUNT_TABLE) &&
+        ranges_overlap(offset, size, s->refcount_table_offset,
+                       (uint64_t)s->refcount_table_size * REFTABLE_ENTRY_SIZE)) {
+        return OL_REFCOUNT_TABLE;
+    }
+    if (chk & OL_REFCOUNT_BLOCK) {
+        for (uint32_t i = 0; i < s->refcount_table_size; i++) {
+            uint64_t rb = s->refcount_table[i] & REFT_OFFSET_MASK;
+            if (rb && ranges_overlap(offset, size, rb, s->cluster_size)) {
+                return OL_REFCOUNT_BLOCK;
+            }
+        }
+    }
+    if ((chk & OL_SNAPSHOT_TABLE) &&
+        ranges_overlap(offset, size, s->snapshots_offset, s->snapshots_size)) {
+        return OL_SNAPSHOT_TABLE;
+    }
+    if (chk & OL_INACTIVE_L1) {
+        for (int i = 0; i < s->nb_snapshots; i++) {
+            if (ranges_overlap(offset, size, s->snapshots[i].l1_table_offset,
+                               (uint64_t)s->snapshots[i].l1_size * L1E_SIZE)) {
+                return OL_INACTIVE_L1;
+            }
+        }
+    }
+    if ((chk & OL_BITMAP_DIRECTORY) && (s->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) &&
+        ranges_overlap(offset, size, s->bitmaps_ext.bitmap_directory_offset,
+                       s->bitmaps_ext.bitmap_directory_size)) {
+        return OL_BITMAP_DIRECTORY;
+    }
+    return 0;
+}
+
+/*
+ * Before a repair writes metadata: refuse (and mark the image corrupt, as QEMU does)
+ * when the write would land on metadata other than the kinds in ign.
+ */
+static int overlap_check(BlockDriverState *bs, int ign, uint64_t offset, uint64_t size)
+{
+    int ol = metadata_overlap(bs->opaque, ign, offset, size);
+    if (!ol) {
+        return 0;
+    }
+    qcow2_signal_corruption(bs, true, (int64_t)offset, (int64_t)size, "Preventing invalid "
+                            "write on metadata (overlaps with %s)",
+                            ol_names[__builtin_ctz((unsigned)ol)]);
+    return -EIO;
+}
+
 /* Bytes of refcount array for n clusters, rounded to whole clusters (writable as-is). */
 static uint64_t refs_bytes(const BDRVQcow2State *s, int64_t n)
 {
@@ -170,7 +267,6 @@ static int check_refcounts_l2(CheckState *c, BdrvCheckResult *res, uint64_t l2_o
     BlockDriverState *bs = c->bs;
     uint64_t next_contiguous = 0;
     int ret;
-    (void)active;
 
     uint64_t *l2 = malloc(s->cluster_size);
     if (!l2) {
@@ -248,6 +344,14 @@ static int check_refcounts_l2(CheckState *c, BdrvCheckResult *res, uint64_t l2_o
                             (fix & BDRV_FIX_ERRORS) ? "Repairing" : "ERROR", offset);
                     if (fix & BDRV_FIX_ERRORS) {
                         qcow2_set_l2_entry(s, l2, i, s->extended_l2 ? 0 : QCOW_OFLAG_ZERO);
+                        ret = overlap_check(bs, active ? OL_ACTIVE_L2 : OL_INACTIVE_L2,
+                                            l2_offset + (uint64_t)i * s->l2_entry_size, 8);
+                        if (ret < 0) {
+                            fprintf(stderr, "ERROR: Overlap check failed\n");
+                            res->check_errors++;
+                            /* Something is badly wrong: stop looking at this table. */
+                            goto out;
+                        }
                         ret = write_l2_entry(c, l2_offset, i, l2);
                         if (ret < 0) {
                             fprintf(stderr, "ERROR: Failed to overwrite L2 table entry: "
@@ -755,8 +859,14 @@ static int write_refblocks(CheckState *c, int64_t first_cluster, int64_t end_clu
             (*reftable)[rb_index] = rb_offset;
         }
 
+        int ret = overlap_check(c->bs, 0, rb_offset, s->cluster_size);
+        if (ret < 0) {
+            fprintf(stderr, "%s: ERROR writing refblock: %s\n", error_get_progname(),
+                    strerror(-ret));
+            return ret;
+        }
         /* The block is just the array's slice for its range. */
-        int ret = bdrv_pwrite(c->bs->file, (int64_t)rb_offset, (int64_t)s->cluster_size,
+        ret = bdrv_pwrite(c->bs->file, (int64_t)rb_offset, (int64_t)s->cluster_size,
                               c->refs + (uint64_t)rb_index * s->cluster_size, 0);
         if (ret < 0) {
             fprintf(stderr, "%s: ERROR writing refblock: %s\n", error_get_progname(),
@@ -822,6 +932,12 @@ static int rebuild_refcount_structure(CheckState *c, BdrvCheckResult *res)
     }
 
     uint64_t table_bytes = (uint64_t)entries * REFTABLE_ENTRY_SIZE;
+    ret = overlap_check(c->bs, 0, (uint64_t)reftable_offset, table_bytes);
+    if (ret < 0) {
+        fprintf(stderr, "%s: ERROR writing reftable: %s\n", error_get_progname(),
+                strerror(-ret));
+        goto fail;
+    }
     for (uint32_t i = 0; i < entries; i++) {
         reftable[i] = htobe64(reftable[i]);
     }
@@ -979,6 +1095,13 @@ static int check_oflag_copied(CheckState *c, BdrvCheckResult *res, int fix)
             }
         }
         if (dirty) {
+            ret = overlap_check(bs, OL_ACTIVE_L2, l2_offset, s->cluster_size);
+            if (ret < 0) {
+                fprintf(stderr, "ERROR: Could not write L2 table; metadata overlap check "
+                        "failed: %s\n", strerror(-ret));
+                res->check_errors++;
+                goto out;
+            }
             ret = bdrv_pwrite(bs->file, (int64_t)l2_offset, (int64_t)s->cluster_size, l2, 0);
             qcow2_cache_discard(s->l2_table_cache, l2_offset);
             if (ret < 0) {
