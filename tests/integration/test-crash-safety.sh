@@ -113,6 +113,7 @@ while [ $round -lt "$ROUNDS" ] && [ $((SECONDS - start)) -lt "$BUDGET" ]; do
 
     # 2. QEMU finds at worst leaks; 3. qkit-img repairs them; the data stays the same.
     out=$(qemu-img check -f qcow2 "$img" 2>&1); rc=$?
+    state="check clean"; [ $rc -eq 3 ] && state="leaks repaired"
     if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
         problems+=("qemu-img check after the crash: exit $rc (0 or 3=leaks expected)" "$out")
     fi
@@ -130,7 +131,7 @@ while [ $round -lt "$ROUNDS" ] && [ $((SECONDS - start)) -lt "$BUDGET" ]; do
     fi
 
     if [ ${#problems[@]} -eq 0 ]; then
-        t_pass "$name: $(grep -o '^ok.*' <<<"$res")"
+        t_pass "$name: $(grep -o '^ok.*' <<<"$res"), $state"
         mv "$T/actual.raw" "$T/expect.raw"
     else
         t_fail "$name" "${problems[@]}" "writer log tail:" "$(tail -4 "$T/log")"
