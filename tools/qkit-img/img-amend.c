@@ -20,6 +20,7 @@ enum {
 typedef struct AmendOptList {
     const char *format;
     const char *const *names;
+    const QOptDesc *amend_only;  /* options that exist for amend but not for create */
 } AmendOptList;
 
 static const char *const qcow2_amend_names[] = {
@@ -28,22 +29,39 @@ static const char *const qcow2_amend_names[] = {
     "encrypt.state", "lazy_refcounts", "refcount_bits", "size", NULL,
 };
 
+/* LUKS keyslot management: accepted by name so that -o help lists what qemu-img lists. */
+static const QOptDesc qcow2_amend_only[] = {
+    { "encrypt.keyslot", QOPT_NUMBER, "Select a single keyslot to modify explicitly", NULL },
+    { "encrypt.new-secret", QOPT_STRING,
+      "New secret to set in the matching keyslots. Empty string to erase", NULL },
+    { "encrypt.old-secret", QOPT_STRING, "Select all keyslots that match this password",
+      NULL },
+    { "encrypt.state", QOPT_STRING,
+      "Select new state of affected keyslots (active/inactive)", NULL },
+    { NULL },
+};
+
 static const AmendOptList amend_opt_lists[] = {
-    { "qcow2", qcow2_amend_names },
-    { NULL, NULL },
+    { "qcow2", qcow2_amend_names, qcow2_amend_only },
+    { NULL, NULL, NULL },
 };
 
 /* A copy of drv's create options restricted to those amend accepts; caller frees. */
 static QOptDesc *amend_opts_of(const BlockDriver *drv)
 {
     const char *const *names = NULL;
+    const QOptDesc *extra = NULL;
     for (const AmendOptList *l = amend_opt_lists; l->format; l++) {
         if (!strcmp(l->format, drv->format_name)) {
             names = l->names;
+            extra = l->amend_only;
         }
     }
     int n = 0;
     for (const QOptDesc *d = drv->create_opts; d && d->name; d++) {
+        n++;
+    }
+    for (const QOptDesc *d = extra; d && d->name; d++) {
         n++;
     }
     QOptDesc *out = calloc(n + 1, sizeof(*out));
@@ -57,6 +75,15 @@ static QOptDesc *amend_opts_of(const BlockDriver *drv)
             ok = !strcmp(names[i], d->name);
         }
         if (ok) {
+            out[k++] = *d;
+        }
+    }
+    for (const QOptDesc *d = extra; d && d->name; d++) {
+        bool dup = false;
+        for (int i = 0; i < k && !dup; i++) {
+            dup = !strcmp(out[i].name, d->name);
+        }
+        if (!dup) {
             out[k++] = *d;
         }
     }
@@ -193,6 +220,8 @@ int img_amend(int argc, char **argv)
             error_setg_errno(&err, -ret, "Could not flush the image");
         }
     }
+    /* Completion is drawn twice, as qemu-img does (status callback, then the end). */
+    img_progress_print(100, 100);
     img_progress_print(100, 100);
     if (ret < 0) {
         if (!err) {
