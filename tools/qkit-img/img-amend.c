@@ -90,6 +90,7 @@ static QOptDesc *amend_opts_of(const BlockDriver *drv)
     return out;
 }
 
+/* amend -o help: the options the format can change. */
 static int amend_print_help(const char *format)
 {
     const BlockDriver *drv = bdrv_find_format(format);
@@ -109,6 +110,7 @@ static int amend_print_help(const char *format)
     return 0;
 }
 
+/* Entry point of `qkit-img amend`. */
 int img_amend(int argc, char **argv)
 {
     static const struct option long_options[] = {

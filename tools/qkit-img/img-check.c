@@ -45,6 +45,7 @@ static int check_collect(BlockDriverState *bs, ImageCheck *check, const char *fi
     return ret;
 }
 
+/* The human report of a check. */
 static void check_dump_human(const ImageCheck *check, bool quiet)
 {
     const BdrvCheckResult *r = &check->r;
@@ -88,6 +89,7 @@ static void check_put_nonzero(json_t *o, const char *key, int64_t v)
     }
 }
 
+/* The ImageCheck object of --output=json. */
 static void check_dump_json(const ImageCheck *check)
 {
     const BdrvCheckResult *r = &check->r;
@@ -108,6 +110,7 @@ static void check_dump_json(const ImageCheck *check)
     json_decref(o);
 }
 
+/* Entry point of `qkit-img check`. */
 int img_check(int argc, char **argv)
 {
     static const struct option long_options[] = {

@@ -99,6 +99,7 @@ static int commit_copy(BlockDriverState *top, BlockDriverState *base, Error **er
     return ret;
 }
 
+/* Entry point of `qkit-img commit`. */
 int img_commit(int argc, char **argv)
 {
     static const struct option long_options[] = {

@@ -171,6 +171,7 @@ typedef struct FormatList {
     int n;
 } FormatList;
 
+/* Called for each registered driver: remember its name once. */
 static void format_list_add(void *opaque, const char *name)
 {
     FormatList *fl = opaque;
@@ -184,11 +185,13 @@ static void format_list_add(void *opaque, const char *name)
     }
 }
 
+/* qsort order for the format names of --help. */
 static int cmp_str_ptr(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* -h / --help, at top level or after a command. */
 void img_help(void)
 {
     FormatList fl = { .n = 0 };
@@ -204,6 +207,7 @@ void img_help(void)
     exit(EXIT_SUCCESS);
 }
 
+/* A usage error: the message, a pointer to --help, exit 1. */
 void img_error_exit(const char *fmt, ...)
 {
     va_list ap;
@@ -215,6 +219,7 @@ void img_error_exit(const char *fmt, ...)
     exit(EXIT_FAILURE);
 }
 
+/* Called from a command's getopt loop for a missing argument or unknown option. */
 void img_getopt_error(int c, char **argv)
 {
     if (c == ':') {
@@ -297,6 +302,7 @@ static struct {
     float last_print;
 } img_progress;
 
+/* Called once per command with -p (enabled) or without. */
 void img_progress_init(bool enabled, float min_step)
 {
     img_progress.enabled = enabled;
@@ -305,6 +311,7 @@ void img_progress_init(bool enabled, float min_step)
     img_progress.last_print = 0;
 }
 
+/* Called as work advances; redraws the line when it moved enough. */
 void img_progress_print(float done, float total)
 {
     float cur = total > 0 ? done / total * 100.0f : 100.0f;
@@ -326,6 +333,7 @@ void img_progress_print(float done, float total)
     }
 }
 
+/* Called when the command is done: finish the progress line. */
 void img_progress_end(void)
 {
     if (img_progress.enabled) {
@@ -334,6 +342,7 @@ void img_progress_end(void)
     }
 }
 
+/* Parse a size given on the command line, with qemu-img's messages. */
 int64_t img_cvtnum(const char *name, const char *value)
 {
     uint64_t v;
@@ -351,6 +360,7 @@ int64_t img_cvtnum(const char *name, const char *value)
     return (int64_t)v;
 }
 
+/* Parse --output. */
 int img_parse_output_format(const char *arg)
 {
     if (!strcmp(arg, "json")) {
@@ -378,6 +388,7 @@ static bool option_list_is_valid(const char *s)
     return commas % 2 == 0;
 }
 
+/* Called for each -o: several -o lists join into one. */
 int img_accumulate_options(char **options, const char *optarg)
 {
     if (!option_list_is_valid(optarg)) {
@@ -400,6 +411,7 @@ int img_accumulate_options(char **options, const char *optarg)
     return 0;
 }
 
+/* Does an -o list ask for the option help? */
 bool img_has_help_option(const char *options)
 {
     bool found = false;
@@ -424,6 +436,7 @@ static const QOptDesc *opt_find_desc(const QOptDesc *const *tables, const char *
     return NULL;
 }
 
+/* Parse and check an -o list as qemu-img's option parser does. */
 int img_parse_qopts(QOpts *o, const char *str, const QOptDesc *const *tables, Error **errp)
 {
     QOpts *raw = qopts_new();
@@ -461,6 +474,7 @@ int img_parse_qopts(QOpts *o, const char *str, const QOptDesc *const *tables, Er
     return ret;
 }
 
+/* The type label of -o help ("str", "size", ...). */
 static const char *opt_type_name(QOptType t)
 {
     switch (t) {
@@ -476,6 +490,7 @@ static const char *opt_type_name(QOptType t)
     }
 }
 
+/* qsort order for -o help: by option name. */
 static int cmp_desc_ptr(const void *a, const void *b)
 {
     const QOptDesc *da = *(const QOptDesc *const *)a;
@@ -483,6 +498,7 @@ static int cmp_desc_ptr(const void *a, const void *b)
     return strcmp(da->name, db->name);
 }
 
+/* Print the option lines of -o help. */
 void img_print_opts_help(const QOptDesc *const *tables, bool (*filter)(const QOptDesc *d))
 {
     int n = 0;
@@ -540,6 +556,7 @@ typedef struct DictKey {
     size_t index;
 } DictKey;
 
+/* qsort order reproducing QEMU's dictionary iteration. */
 static int cmp_dict_key(const void *a, const void *b)
 {
     const DictKey *ka = a, *kb = b;
@@ -576,6 +593,7 @@ typedef struct StrBuf {
     size_t len, cap;
 } StrBuf;
 
+/* Append n bytes to a growing string. */
 static void sb_append(StrBuf *sb, const char *s, size_t n)
 {
     if (sb->len + n + 1 > sb->cap) {
@@ -590,11 +608,13 @@ static void sb_append(StrBuf *sb, const char *s, size_t n)
     sb->data[sb->len] = 0;
 }
 
+/* Append a C string. */
 static void sb_puts(StrBuf *sb, const char *s)
 {
     sb_append(sb, s, strlen(s));
 }
 
+/* Append the indentation of one nesting level of pretty JSON. */
 static void sb_indent(StrBuf *sb, int level)
 {
     for (int i = 0; i < level * IMG_JSON_INDENT; i++) {
@@ -684,6 +704,7 @@ static void sb_json_string(StrBuf *sb, const char *s)
     sb_append(sb, "\"", 1);
 }
 
+/* Append one JSON value, pretty-printed at the given nesting level. */
 static void sb_json_value(StrBuf *sb, json_t *v, int level)
 {
     char tmp[64];
@@ -742,6 +763,7 @@ static void sb_json_value(StrBuf *sb, json_t *v, int level)
     }
 }
 
+/* Render a whole object for --output=json. */
 char *img_json_to_str(json_t *obj)
 {
     StrBuf sb = { NULL, 0, 0 };
@@ -749,6 +771,7 @@ char *img_json_to_str(json_t *obj)
     return sb.data;
 }
 
+/* Print a --output=json document. */
 void img_print_json(json_t *obj)
 {
     char *s = img_json_to_str(obj);
@@ -756,6 +779,7 @@ void img_print_json(json_t *obj)
     free(s);
 }
 
+/* One value of the human tree: scalars inline, containers nested. */
 static void human_dump_value(json_t *v, int level);
 
 /* One "key: value" line, or "key:" and the nested entries below it. */
@@ -784,6 +808,7 @@ static void human_dump_dict(json_t *obj, int level)
     free(keys);
 }
 
+/* List entries as "[N]: value" lines, nested lists and objects below. */
 static void human_dump_list(json_t *arr, int level)
 {
     size_t i;
@@ -798,6 +823,7 @@ static void human_dump_list(json_t *arr, int level)
     }
 }
 
+/* One value of the human tree: scalars inline, containers nested. */
 static void human_dump_value(json_t *v, int level)
 {
     switch (json_typeof(v)) {
@@ -828,16 +854,19 @@ static void human_dump_value(json_t *v, int level)
     }
 }
 
+/* Called by info for "Format specific information". */
 void img_dump_human_tree(json_t *obj, int level)
 {
     human_dump_value(obj, level);
 }
 
+/* Column titles of the snapshot table. */
 void img_snapshot_dump_header(void)
 {
     printf("%-10s%-17s%8s%20s%13s%11s", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
 }
 
+/* One row of the snapshot table. */
 void img_snapshot_dump(const QkitSnapshotInfo *sn)
 {
     char date[128], clock[128], icount[32] = "";
@@ -857,6 +886,7 @@ void img_snapshot_dump(const QkitSnapshotInfo *sn)
     free(size);
 }
 
+/* The snapshot table of info and snapshot -l. */
 void img_dump_snapshot_list(const QkitSnapshotInfo *sns, int n)
 {
     printf("Snapshot list:\n");
@@ -868,6 +898,7 @@ void img_dump_snapshot_list(const QkitSnapshotInfo *sns, int n)
     }
 }
 
+/* Used by compare and rebase to find differing sectors. */
 bool img_buffer_differs(const uint8_t *a, const uint8_t *b, int64_t bytes, int64_t *pnum)
 {
     /* Compare in 512-byte sectors: report how far the first sector's verdict holds. */

@@ -179,6 +179,7 @@ static int compare_images(CompareSide *a, CompareSide *b, bool strict, bool quie
     return COMPARE_IDENTICAL;
 }
 
+/* Entry point of `qkit-img compare`; the exit code tells the verdict. */
 int img_compare(int argc, char **argv)
 {
     static const struct option long_options[] = {

@@ -125,7 +125,7 @@ static int create_print_help(const char *filename, const char *fmt)
     return 0;
 }
 
-/* Print one " name=value" of the Formatting line; returns true if printed. */
+/* Print one " name=value" of the Formatting line: the value given, else the default. */
 static void create_print_one(const QOpts *opts, const char *name, const char *def)
 {
     const char *v = qopts_get(opts, name);
@@ -313,6 +313,7 @@ out:
     qopts_free(opts);
 }
 
+/* Entry point of `qkit-img create`. */
 int img_create(int argc, char **argv)
 {
     static const struct option long_options[] = {

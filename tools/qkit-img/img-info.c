@@ -59,6 +59,7 @@ static json_t *info_snapshots(BlockDriverState *bs, Error **errp)
     return arr;
 }
 
+/* Build the ImageInfo object of one opened image. */
 json_t *img_collect_image_info(BlockDriverState *bs, Error **errp)
 {
     int64_t size = bdrv_getlength(bs);
@@ -274,6 +275,7 @@ out:
     return list;
 }
 
+/* Entry point of `qkit-img info`. */
 int img_info(int argc, char **argv)
 {
     static const struct option long_options[] = {

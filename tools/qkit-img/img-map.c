@@ -95,6 +95,7 @@ static bool map_mergeable(const MapEntry *cur, const MapEntry *next)
     return true;
 }
 
+/* Print one merged entry; next says whether more follow (JSON separators). */
 static int map_dump_entry(int ofmt, const MapEntry *e, const MapEntry *next)
 {
     if (ofmt == IMG_OUTPUT_HUMAN) {
@@ -125,6 +126,7 @@ static int map_dump_entry(int ofmt, const MapEntry *e, const MapEntry *next)
     return 0;
 }
 
+/* Entry point of `qkit-img map`. */
 int img_map(int argc, char **argv)
 {
     static const struct option long_options[] = {

@@ -17,6 +17,7 @@ enum {
 
 #define MEASURE_SIZE_UNSET UINT64_MAX
 
+/* Print the measurement as text or JSON. */
 static void measure_dump(int ofmt, const BlockMeasureInfo *info)
 {
     if (ofmt == IMG_OUTPUT_HUMAN) {
@@ -37,6 +38,7 @@ static void measure_dump(int ofmt, const BlockMeasureInfo *info)
     json_decref(o);
 }
 
+/* Entry point of `qkit-img measure`. */
 int img_measure(int argc, char **argv)
 {
     static const struct option long_options[] = {

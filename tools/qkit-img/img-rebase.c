@@ -121,6 +121,7 @@ out:
     return ret;
 }
 
+/* Entry point of `qkit-img rebase`. */
 int img_rebase(int argc, char **argv)
 {
     static const struct option long_options[] = {

@@ -15,6 +15,7 @@ enum {
     OPT_SHRINK,
 };
 
+/* Entry point of `qkit-img resize`. */
 int img_resize(int argc, char **argv)
 {
     static const struct option long_options[] = {

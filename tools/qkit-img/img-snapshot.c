@@ -33,6 +33,7 @@ static int snapshot_list(BlockDriverState *bs, QkitSnapshotInfo **psn)
     return bs->drv->snapshot_list(bs, psn);
 }
 
+/* snapshot -l: the table, or nothing when there are no snapshots. */
 static void snapshot_dump(BlockDriverState *bs)
 {
     QkitSnapshotInfo *sns;
@@ -43,6 +44,7 @@ static void snapshot_dump(BlockDriverState *bs)
     free(sns);
 }
 
+/* snapshot -c: a new snapshot of the current state, stamped with the time. */
 static int snapshot_create(BlockDriverState *bs, const char *name)
 {
     QkitSnapshotInfo sn;
@@ -66,6 +68,7 @@ static int snapshot_create(BlockDriverState *bs, const char *name)
     return 0;
 }
 
+/* snapshot -a: revert the image to a snapshot. */
 static int snapshot_apply(BlockDriverState *bs, const char *name)
 {
     Error *err = NULL;
@@ -127,6 +130,7 @@ out:
     return rc;
 }
 
+/* Entry point of `qkit-img snapshot`. */
 int img_snapshot(int argc, char **argv)
 {
     static const struct option long_options[] = {
