@@ -1,0 +1,724 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The data-path commands: read, readv, write, writev, aio_read, aio_write, discard
+ * and flush. Each parses its flags like qemu-io, runs one request through the block
+ * layer, and prints the same report lines. The aio_* commands run synchronously and
+ * keep their output until aio_flush, where qemu-io prints completions.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qkit-io.h"
+#include "qkit/cutils.h"
+
+/* Parse an offset argument, printing the parse error; -1 on error. */
+static int64_t qio_parse_offset(const char *arg)
+{
+    int64_t v = qio_cvtnum(arg);
+    if (v < 0) {
+        qio_print_cvtnum_err(v, arg);
+        return -1;
+    }
+    return v;
+}
+
+/* Write through the block layer, keeping a probed raw image's block 0 raw. */
+static int qio_do_pwrite(QioState *s, int64_t offset, int64_t bytes, const void *buf,
+                         int flags)
+{
+    int ret = qio_check_probed_write(s, offset, bytes, buf);
+    if (ret < 0) {
+        return ret;
+    }
+    return bdrv_pwrite(s->bs, offset, bytes, buf, flags);
+}
+
+/* Index of the first byte of buf that differs from pattern, or -1. */
+static int64_t qio_pattern_mismatch(const uint8_t *buf, int64_t len, int pattern)
+{
+    for (int64_t i = 0; i < len; i++) {
+        if (buf[i] != pattern) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/*
+ * Sum the length arguments of the vectored commands (readv, writev, aio_*),
+ * printing qemu-io's message for a bad one. Returns the total or -1.
+ */
+static int64_t qio_sum_lengths(char **args, int n)
+{
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t len = qio_cvtnum(args[i]);
+        if (len < 0) {
+            qio_print_cvtnum_err(len, args[i]);
+            return -1;
+        }
+        if (len > QIO_MAX_REQUEST_BYTES) {
+            printf("Argument '%s' exceeds maximum size %lld\n", args[i],
+                   (long long)QIO_MAX_REQUEST_BYTES);
+            return -1;
+        }
+        if (total > QIO_MAX_REQUEST_BYTES - len) {
+            printf("The total number of bytes exceed the maximum size %lld\n",
+                   (long long)QIO_MAX_REQUEST_BYTES);
+            return -1;
+        }
+        total += len;
+    }
+    return total;
+}
+
+/* -b requests the VM state area; it must be sector aligned. */
+static bool qio_check_vmstate_alignment(int64_t offset, int64_t count)
+{
+    if (offset % QIO_SECTOR_SIZE) {
+        printf("%" PRId64 " is not a sector-aligned value for 'offset'\n", offset);
+        return false;
+    }
+    if (count % QIO_SECTOR_SIZE) {
+        printf("%" PRId64 " is not a sector-aligned value for 'count'\n", count);
+        return false;
+    }
+    return true;
+}
+
+int qio_read_f(QioState *s, int argc, char **argv)
+{
+    bool csv = false, quiet = false, verbose = false, vmstate = false;
+    bool pflag = false, sflag = false, lflag = false;
+    int pattern = 0;
+    int64_t pattern_offset = 0, pattern_count = 0;
+    int c;
+
+    while ((c = getopt(argc, argv, "bCl:pP:qs:v")) != -1) {
+        switch (c) {
+        case 'b':
+            vmstate = true;
+            break;
+        case 'C':
+            csv = true;
+            break;
+        case 'l':
+            lflag = true;
+            pattern_count = qio_cvtnum(optarg);
+            if (pattern_count < 0) {
+                qio_print_cvtnum_err(pattern_count, optarg);
+                return (int)pattern_count;
+            }
+            break;
+        case 'p':
+            /* Ignored for backwards compatibility, as in qemu-io. */
+            break;
+        case 'P':
+            pflag = true;
+            pattern = qio_parse_pattern(optarg);
+            if (pattern < 0) {
+                return -EINVAL;
+            }
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 's':
+            sflag = true;
+            pattern_offset = qio_cvtnum(optarg);
+            if (pattern_offset < 0) {
+                qio_print_cvtnum_err(pattern_offset, optarg);
+                return (int)pattern_offset;
+            }
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        default:
+            qio_command_usage(&qio_cmd_read);
+            return -EINVAL;
+        }
+    }
+    if (optind != argc - 2) {
+        qio_command_usage(&qio_cmd_read);
+        return -EINVAL;
+    }
+    int64_t offset = qio_parse_offset(argv[optind]);
+    if (offset < 0) {
+        return -EINVAL;
+    }
+    int64_t count = qio_cvtnum(argv[optind + 1]);
+    if (count < 0) {
+        qio_print_cvtnum_err(count, argv[optind + 1]);
+        return (int)count;
+    }
+    if (count > QIO_MAX_REQUEST_BYTES) {
+        printf("length cannot exceed %lld, given %s\n", (long long)QIO_MAX_REQUEST_BYTES,
+               argv[optind + 1]);
+        return -EINVAL;
+    }
+    if (!pflag && (lflag || sflag)) {
+        qio_command_usage(&qio_cmd_read);
+        return -EINVAL;
+    }
+    if (!lflag) {
+        pattern_count = count - pattern_offset;
+    }
+    if (pattern_count < 0 || pattern_count + pattern_offset > count) {
+        printf("pattern verification range exceeds end of read data\n");
+        return -EINVAL;
+    }
+    if (vmstate && !qio_check_vmstate_alignment(offset, count)) {
+        return -EINVAL;
+    }
+
+    uint8_t *buf = qio_alloc_buffer(count, 0xab);
+    if (!buf) {
+        printf("read failed: %s\n", strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* The VM state area (-b) is not implemented by any driver here. */
+    int ret = vmstate ? -ENOTSUP : bdrv_pread(s->bs, offset, count, buf, 0);
+    struct timespec t = qio_time_since(&t1);
+    if (ret < 0) {
+        printf("read failed: %s\n", strerror(-ret));
+        goto out;
+    }
+    if (pflag && qio_pattern_mismatch(buf + pattern_offset, pattern_count, pattern) >= 0) {
+        printf("Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n",
+               offset + pattern_offset, pattern_count);
+        ret = -EINVAL;
+    }
+    if (quiet) {
+        goto out;
+    }
+    if (verbose) {
+        qio_dump_buffer(stdout, buf, offset, count);
+    }
+    qio_print_report(stdout, "read", &t, offset, count, count, 1, csv);
+out:
+    free(buf);
+    return ret;
+}
+
+int qio_readv_f(QioState *s, int argc, char **argv)
+{
+    bool csv = false, quiet = false, verbose = false, pflag = false;
+    int pattern = 0;
+    int c;
+
+    while ((c = getopt(argc, argv, "CP:qv")) != -1) {
+        switch (c) {
+        case 'C':
+            csv = true;
+            break;
+        case 'P':
+            pflag = true;
+            pattern = qio_parse_pattern(optarg);
+            if (pattern < 0) {
+                return -EINVAL;
+            }
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        default:
+            qio_command_usage(&qio_cmd_readv);
+            return -EINVAL;
+        }
+    }
+    if (optind > argc - 2) {
+        qio_command_usage(&qio_cmd_readv);
+        return -EINVAL;
+    }
+    int64_t offset = qio_parse_offset(argv[optind]);
+    if (offset < 0) {
+        return -EINVAL;
+    }
+    int64_t total = qio_sum_lengths(argv + optind + 1, argc - optind - 1);
+    if (total < 0) {
+        return -EINVAL;
+    }
+    uint8_t *buf = qio_alloc_buffer(total, 0xab);
+    if (!buf) {
+        printf("readv failed: %s\n", strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int ret = bdrv_pread(s->bs, offset, total, buf, 0);
+    struct timespec t = qio_time_since(&t1);
+    if (ret < 0) {
+        printf("readv failed: %s\n", strerror(-ret));
+        goto out;
+    }
+    if (pflag && qio_pattern_mismatch(buf, total, pattern) >= 0) {
+        printf("Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n",
+               offset, total);
+        ret = -EINVAL;
+    }
+    if (quiet) {
+        goto out;
+    }
+    if (verbose) {
+        qio_dump_buffer(stdout, buf, offset, total);
+    }
+    qio_print_report(stdout, "read", &t, offset, total, total, 1, csv);
+out:
+    free(buf);
+    return ret;
+}
+
+int qio_write_f(QioState *s, int argc, char **argv)
+{
+    bool csv = false, quiet = false, vmstate = false, compressed = false, zero = false;
+    bool pflag = false, sflag = false;
+    int flags = 0;
+    int pattern = QIO_DEFAULT_WRITE_PATTERN;
+    const char *source = NULL;
+    int c;
+
+    while ((c = getopt(argc, argv, "bcCfnpP:qs:uz")) != -1) {
+        switch (c) {
+        case 'b':
+            vmstate = true;
+            break;
+        case 'c':
+            compressed = true;
+            break;
+        case 'C':
+            csv = true;
+            break;
+        case 'f':
+            flags |= BDRV_REQ_FUA;
+            break;
+        case 'n':
+            flags |= BDRV_REQ_NO_FALLBACK;
+            break;
+        case 'p':
+            /* Ignored for backwards compatibility, as in qemu-io. */
+            break;
+        case 'P':
+            pflag = true;
+            pattern = qio_parse_pattern(optarg);
+            if (pattern < 0) {
+                return -EINVAL;
+            }
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 's':
+            sflag = true;
+            source = optarg;
+            break;
+        case 'u':
+            flags |= BDRV_REQ_MAY_UNMAP;
+            break;
+        case 'z':
+            zero = true;
+            break;
+        default:
+            qio_command_usage(&qio_cmd_write);
+            return -EINVAL;
+        }
+    }
+    if (optind != argc - 2) {
+        qio_command_usage(&qio_cmd_write);
+        return -EINVAL;
+    }
+    if (vmstate && zero) {
+        printf("-b and -z cannot be specified at the same time\n");
+        return -EINVAL;
+    }
+    if ((flags & BDRV_REQ_FUA) && (vmstate || compressed)) {
+        printf("-f and -b or -c cannot be specified at the same time\n");
+        return -EINVAL;
+    }
+    if ((flags & BDRV_REQ_NO_FALLBACK) && !zero) {
+        printf("-n requires -z to be specified\n");
+        return -EINVAL;
+    }
+    if ((flags & BDRV_REQ_MAY_UNMAP) && !zero) {
+        printf("-u requires -z to be specified\n");
+        return -EINVAL;
+    }
+    if (zero + pflag + sflag > 1) {
+        printf("Only one of -z, -P, and -s can be specified at the same time\n");
+        return -EINVAL;
+    }
+    int64_t offset = qio_parse_offset(argv[optind]);
+    if (offset < 0) {
+        return -EINVAL;
+    }
+    int64_t count = qio_cvtnum(argv[optind + 1]);
+    if (count < 0) {
+        qio_print_cvtnum_err(count, argv[optind + 1]);
+        return (int)count;
+    }
+    if (count > QIO_MAX_REQUEST_BYTES && !(flags & BDRV_REQ_NO_FALLBACK)) {
+        printf("length cannot exceed %lld without -n, given %s\n",
+               (long long)QIO_MAX_REQUEST_BYTES, argv[optind + 1]);
+        return -EINVAL;
+    }
+    if (vmstate && !qio_check_vmstate_alignment(offset, count)) {
+        return -EINVAL;
+    }
+
+    uint8_t *buf = NULL;
+    if (!zero) {
+        buf = qio_alloc_buffer(count, pattern);
+        if (!buf) {
+            printf("write failed: %s\n", strerror(ENOMEM));
+            return -ENOMEM;
+        }
+        if (sflag && qio_fill_from_file(buf, count, source) < 0) {
+            free(buf);
+            return -EINVAL;
+        }
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int ret;
+    if (zero) {
+        ret = bdrv_pwrite_zeroes(s->bs, offset, count, flags);
+    } else if (vmstate) {
+        /* The VM state area (-b) is not implemented by any driver here. */
+        ret = -ENOTSUP;
+    } else {
+        ret = qio_do_pwrite(s, offset, count, buf,
+                            flags | (compressed ? BDRV_REQ_WRITE_COMPRESSED : 0));
+    }
+    struct timespec t = qio_time_since(&t1);
+    if (ret < 0) {
+        printf("write failed: %s\n", strerror(-ret));
+        goto out;
+    }
+    if (!quiet) {
+        qio_print_report(stdout, "wrote", &t, offset, count, count, 1, csv);
+    }
+out:
+    free(buf);
+    return ret;
+}
+
+int qio_writev_f(QioState *s, int argc, char **argv)
+{
+    bool csv = false, quiet = false;
+    int flags = 0;
+    int pattern = QIO_DEFAULT_WRITE_PATTERN;
+    int c;
+
+    while ((c = getopt(argc, argv, "CfqP:")) != -1) {
+        switch (c) {
+        case 'C':
+            csv = true;
+            break;
+        case 'f':
+            flags |= BDRV_REQ_FUA;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'P':
+            pattern = qio_parse_pattern(optarg);
+            if (pattern < 0) {
+                return -EINVAL;
+            }
+            break;
+        default:
+            qio_command_usage(&qio_cmd_writev);
+            return -EINVAL;
+        }
+    }
+    if (optind > argc - 2) {
+        qio_command_usage(&qio_cmd_writev);
+        return -EINVAL;
+    }
+    int64_t offset = qio_parse_offset(argv[optind]);
+    if (offset < 0) {
+        return -EINVAL;
+    }
+    int64_t total = qio_sum_lengths(argv + optind + 1, argc - optind - 1);
+    if (total < 0) {
+        return -EINVAL;
+    }
+    uint8_t *buf = qio_alloc_buffer(total, pattern);
+    if (!buf) {
+        printf("writev failed: %s\n", strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int ret = qio_do_pwrite(s, offset, total, buf, flags);
+    struct timespec t = qio_time_since(&t1);
+    if (ret < 0) {
+        printf("writev failed: %s\n", strerror(-ret));
+    } else if (!quiet) {
+        qio_print_report(stdout, "wrote", &t, offset, total, total, 1, csv);
+    }
+    free(buf);
+    return ret;
+}
+
+/* Queue the output text of a completed aio request for aio_flush. */
+static void qio_defer_output(QioState *s, char *text, size_t len)
+{
+    if (!len) {
+        free(text);
+        return;
+    }
+    QioDeferred *d = calloc(1, sizeof(*d));
+    if (!d) {
+        abort();
+    }
+    d->text = text;
+    *s->deferred_tail = d;
+    s->deferred_tail = &d->next;
+}
+
+int qio_aio_read_f(QioState *s, int argc, char **argv)
+{
+    bool csv = false, quiet = false, verbose = false, pflag = false, invalid = false;
+    int pattern = 0;
+    int c;
+
+    while ((c = getopt(argc, argv, "CP:iqv")) != -1) {
+        switch (c) {
+        case 'C':
+            csv = true;
+            break;
+        case 'P':
+            pflag = true;
+            pattern = qio_parse_pattern(optarg);
+            if (pattern < 0) {
+                return -EINVAL;
+            }
+            break;
+        case 'i':
+            invalid = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        default:
+            qio_command_usage(&qio_cmd_aio_read);
+            return -EINVAL;
+        }
+    }
+    if (optind > argc - 2) {
+        qio_command_usage(&qio_cmd_aio_read);
+        return -EINVAL;
+    }
+    if (invalid) {
+        printf("injecting invalid read request\n");
+        return 0;
+    }
+    int64_t offset = qio_parse_offset(argv[optind]);
+    if (offset < 0) {
+        return -EINVAL;
+    }
+    int64_t total = qio_sum_lengths(argv + optind + 1, argc - optind - 1);
+    if (total < 0) {
+        return -EINVAL;
+    }
+    uint8_t *buf = qio_alloc_buffer(total, 0xab);
+    if (!buf) {
+        return -ENOMEM;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out) {
+        abort();
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int ret = bdrv_pread(s->bs, offset, total, buf, 0);
+    struct timespec t = qio_time_since(&t1);
+    /* Like qemu-io, the command succeeds once submitted; errors only show in output. */
+    if (ret < 0) {
+        fprintf(out, "readv failed: %s\n", strerror(-ret));
+    } else {
+        if (pflag && qio_pattern_mismatch(buf, total, pattern) >= 0) {
+            fprintf(out, "Pattern verification failed at offset %" PRId64 ", %" PRId64
+                    " bytes\n", offset, total);
+        }
+        if (!quiet) {
+            if (verbose) {
+                qio_dump_buffer(out, buf, offset, total);
+            }
+            qio_print_report(out, "read", &t, offset, total, total, 1, csv);
+        }
+    }
+    fclose(out);
+    qio_defer_output(s, text, len);
+    free(buf);
+    return 0;
+}
+
+int qio_aio_write_f(QioState *s, int argc, char **argv)
+{
+    bool csv = false, quiet = false, invalid = false, zero = false;
+    int flags = 0;
+    int pattern = QIO_DEFAULT_WRITE_PATTERN;
+    int c;
+
+    while ((c = getopt(argc, argv, "CfiqP:uz")) != -1) {
+        switch (c) {
+        case 'C':
+            csv = true;
+            break;
+        case 'f':
+            flags |= BDRV_REQ_FUA;
+            break;
+        case 'i':
+            invalid = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'P':
+            pattern = qio_parse_pattern(optarg);
+            if (pattern < 0) {
+                return -EINVAL;
+            }
+            break;
+        case 'u':
+            flags |= BDRV_REQ_MAY_UNMAP;
+            break;
+        case 'z':
+            zero = true;
+            break;
+        default:
+            qio_command_usage(&qio_cmd_aio_write);
+            return -EINVAL;
+        }
+    }
+    if (optind > argc - 2) {
+        qio_command_usage(&qio_cmd_aio_write);
+        return -EINVAL;
+    }
+    if (invalid) {
+        printf("injecting invalid write request\n");
+        return 0;
+    }
+    if (zero && optind != argc - 2) {
+        printf("-z supports only a single length parameter\n");
+        return -EINVAL;
+    }
+    if ((flags & BDRV_REQ_MAY_UNMAP) && !zero) {
+        printf("-u requires -z to be specified\n");
+        return -EINVAL;
+    }
+    int64_t offset = qio_parse_offset(argv[optind]);
+    if (offset < 0) {
+        return -EINVAL;
+    }
+    int64_t total;
+    if (zero) {
+        total = qio_cvtnum(argv[optind + 1]);
+        if (total < 0) {
+            qio_print_cvtnum_err(total, argv[optind + 1]);
+            return -EINVAL;
+        }
+    } else {
+        total = qio_sum_lengths(argv + optind + 1, argc - optind - 1);
+        if (total < 0) {
+            return -EINVAL;
+        }
+    }
+    uint8_t *buf = NULL;
+    if (!zero) {
+        buf = qio_alloc_buffer(total, pattern);
+        if (!buf) {
+            return -ENOMEM;
+        }
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out) {
+        abort();
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int ret = zero ? bdrv_pwrite_zeroes(s->bs, offset, total, flags)
+                   : qio_do_pwrite(s, offset, total, buf, flags);
+    struct timespec t = qio_time_since(&t1);
+    if (ret < 0) {
+        fprintf(out, "aio_write failed: %s\n", strerror(-ret));
+    } else if (!quiet) {
+        qio_print_report(out, "wrote", &t, offset, total, total, 1, csv);
+    }
+    fclose(out);
+    qio_defer_output(s, text, len);
+    free(buf);
+    return 0;
+}
+
+int qio_discard_f(QioState *s, int argc, char **argv)
+{
+    bool csv = false, quiet = false;
+    int c;
+
+    while ((c = getopt(argc, argv, "Cq")) != -1) {
+        switch (c) {
+        case 'C':
+            csv = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        default:
+            qio_command_usage(&qio_cmd_discard);
+            return -EINVAL;
+        }
+    }
+    if (optind != argc - 2) {
+        qio_command_usage(&qio_cmd_discard);
+        return -EINVAL;
+    }
+    int64_t offset = qio_parse_offset(argv[optind]);
+    if (offset < 0) {
+        return -EINVAL;
+    }
+    int64_t bytes = qio_cvtnum(argv[optind + 1]);
+    if (bytes < 0) {
+        qio_print_cvtnum_err(bytes, argv[optind + 1]);
+        return (int)bytes;
+    }
+    if (bytes > QIO_MAX_REQUEST_BYTES) {
+        printf("length cannot exceed %lld, given %s\n", (long long)QIO_MAX_REQUEST_BYTES,
+               argv[optind + 1]);
+        return -EINVAL;
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int ret = bdrv_pdiscard(s->bs, offset, bytes);
+    struct timespec t = qio_time_since(&t1);
+    if (ret < 0) {
+        printf("discard failed: %s\n", strerror(-ret));
+        return ret;
+    }
+    if (!quiet) {
+        qio_print_report(stdout, "discard", &t, offset, bytes, bytes, 1, csv);
+    }
+    return 0;
+}
+
+int qio_flush_f(QioState *s, int argc, char **argv)
+{
+    return bdrv_flush(s->bs);
+}

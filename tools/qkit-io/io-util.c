@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Helpers of the qkit-io commands whose output scripts parse: number arguments,
+ * the "read N/N bytes" report and its timing line, the -v hex dump, pattern buffers,
+ * and the human tree of info's format-specific data.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qkit-io.h"
+#include "qkit/cutils.h"
+
+#define QIO_BUFFER_ALIGN 4096
+#define QIO_DUMP_LINE 16
+#define QIO_SEC_PER_MIN 60
+#define QIO_SEC_PER_HOUR 3600
+#define NSEC_PER_SEC 1000000000LL
+
+/* QEMU's QDict hash table layout, which decides the order info prints keys in. */
+#define QDICT_BUCKETS 512
+#define QDICT_HASH_SEED 0x238F13AFu
+#define QDICT_HASH_MUL 1103515243u
+#define QDICT_HASH_ADD 12345u
+#define QDICT_HASH_SHIFT_MOD 24
+#define QIO_INFO_INDENT 4
+
+/* Shift of a size suffix letter (case-insensitive), -1 if c is not one. */
+static int qio_suffix_shift(char c)
+{
+    switch (c) {
+    case 'b': case 'B': return 0;
+    case 'k': case 'K': return 10;
+    case 'm': case 'M': return 20;
+    case 'g': case 'G': return 30;
+    case 't': case 'T': return 40;
+    case 'p': case 'P': return 50;
+    case 'e': case 'E': return 60;
+    default: return -1;
+    }
+}
+
+int64_t qio_cvtnum(const char *s)
+{
+    const char *p = s;
+    while (isspace((unsigned char)*p)) {
+        p++;
+    }
+    if (*p == '-') {
+        return -EINVAL;
+    }
+    const char *digits = *p == '+' ? p + 1 : p;
+    bool hex = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X');
+    char *end;
+    errno = 0;
+    uint64_t ival = strtoull(p, &end, hex ? 16 : 10);
+    if (end == p || (hex && end == digits + 1)) {
+        return -EINVAL;
+    }
+    if (errno == ERANGE) {
+        return -ERANGE;
+    }
+    /* A fraction needs a decimal integer part; digits after '.' may be absent ("1."). */
+    double frac = 0;
+    if (*end == '.') {
+        if (hex) {
+            return -EINVAL;
+        }
+        double scale = 0.1;
+        for (end++; isdigit((unsigned char)*end); end++) {
+            frac += (*end - '0') * scale;
+            scale /= 10;
+        }
+    }
+    int shift = 0;
+    if (*end) {
+        shift = qio_suffix_shift(*end);
+        if (shift < 0) {
+            return -EINVAL;
+        }
+        end++;
+        if (*end) {
+            return -EINVAL;
+        }
+        if (hex) {
+            qio_warn("Using a multiplier suffix on hex numbers is deprecated: %s", s);
+        }
+    }
+    /* A fraction of a byte makes no sense: "1.5" and "1.5b" are refused, "1.5k" is not. */
+    if (frac != 0 && shift == 0) {
+        return -EINVAL;
+    }
+    uint64_t mul = 1ULL << shift;
+    uint64_t fpart = (uint64_t)(frac * (double)mul);
+    if (ival > (UINT64_MAX - fpart) / mul) {
+        return -ERANGE;
+    }
+    uint64_t val = ival * mul + fpart;
+    if (val > INT64_MAX) {
+        return -ERANGE;
+    }
+    return (int64_t)val;
+}
+
+void qio_print_cvtnum_err(int64_t rc, const char *arg)
+{
+    if (rc == -ERANGE) {
+        printf("Parsing error: argument too large -- %s\n", arg);
+    } else if (rc == -EINVAL) {
+        printf("Parsing error: non-numeric argument, or extraneous/unrecognized suffix -- %s\n",
+               arg);
+    } else {
+        printf("Parsing error: %s -- %s\n", strerror((int)-rc), arg);
+    }
+}
+
+void qio_cvtstr(double value, char *str, size_t size)
+{
+    static const struct { int shift; const char *unit; } units[] = {
+        { 60, " EiB" }, { 50, " PiB" }, { 40, " TiB" },
+        { 30, " GiB" }, { 20, " MiB" }, { 10, " KiB" },
+    };
+    const char *suffix = " bytes";
+    bool scaled = false;
+    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+        double unit = (double)(1ULL << units[i].shift);
+        if (value >= unit) {
+            value /= unit;
+            suffix = units[i].unit;
+            scaled = true;
+            break;
+        }
+    }
+    /* Three decimals for units, six for bytes; the first ".000" ends the number. */
+    char num[64];
+    snprintf(num, sizeof(num), scaled ? "%.3f" : "%f", value);
+    char *zeros = strstr(num, ".000");
+    if (zeros) {
+        *zeros = '\0';
+    }
+    snprintf(str, size, "%s%s", num, suffix);
+}
+
+int qio_parse_pattern(const char *arg)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 0);
+    if (!*arg || *end || errno || v < 0 || v > UINT8_MAX) {
+        printf("%s is not a valid pattern byte\n", arg);
+        return -1;
+    }
+    return (int)v;
+}
+
+void qio_dump_buffer(FILE *f, const void *buf, int64_t offset, int64_t len)
+{
+    const uint8_t *p = buf;
+    for (int64_t i = 0; i < len; i += QIO_DUMP_LINE) {
+        int64_t n = QKIT_MIN((int64_t)QIO_DUMP_LINE, len - i);
+        fprintf(f, "%08" PRIx64 ":  ", (uint64_t)(offset + i));
+        for (int64_t j = 0; j < n; j++) {
+            fprintf(f, "%02x ", p[i + j]);
+        }
+        fputc(' ', f);
+        for (int64_t j = 0; j < n; j++) {
+            fputc(isalnum(p[i + j]) ? p[i + j] : '.', f);
+        }
+        fputc('\n', f);
+    }
+}
+
+/* Elapsed time as qemu-io shows it: "00.12 sec", or "H:MM:SS.ss" when long or fixed. */
+static void qio_timestr(const struct timespec *t, char *buf, size_t size, bool fixed)
+{
+    double frac = (double)t->tv_nsec / NSEC_PER_SEC;
+    if (fixed || t->tv_sec) {
+        unsigned h = (unsigned)(t->tv_sec / QIO_SEC_PER_HOUR);
+        unsigned m = (unsigned)(t->tv_sec % QIO_SEC_PER_HOUR / QIO_SEC_PER_MIN);
+        unsigned sec = (unsigned)(t->tv_sec % QIO_SEC_PER_MIN);
+        snprintf(buf, size, "%u:%02u:%05.2f", h, m, sec + frac);
+    } else {
+        snprintf(buf, size, "%05.2f sec", frac);
+    }
+}
+
+/* value per second over t. */
+static double qio_tdiv(double value, const struct timespec *t)
+{
+    return value / ((double)t->tv_sec + (double)t->tv_nsec / NSEC_PER_SEC);
+}
+
+void qio_print_report(FILE *f, const char *op, const struct timespec *t, int64_t offset,
+                      int64_t count, int64_t total, int cnt, bool csv)
+{
+    char ts[64], s1[64], s2[64];
+    if (csv) {
+        qio_timestr(t, ts, sizeof(ts), true);
+        fprintf(f, "%" PRId64 ",%d,%s,%.3f,%.3f\n", total, cnt, ts, qio_tdiv(total, t),
+                qio_tdiv(cnt, t));
+        return;
+    }
+    fprintf(f, "%s %" PRId64 "/%" PRId64 " bytes at offset %" PRId64 "\n", op, total, count,
+            offset);
+    qio_timestr(t, ts, sizeof(ts), false);
+    qio_cvtstr((double)total, s1, sizeof(s1));
+    qio_cvtstr(qio_tdiv(total, t), s2, sizeof(s2));
+    fprintf(f, "%s, %d ops; %s (%s/sec and %.4f ops/sec)\n", s1, cnt, ts, s2,
+            qio_tdiv(cnt, t));
+}
+
+struct timespec qio_time_since(const struct timespec *start)
+{
+    struct timespec now, d;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    d.tv_sec = now.tv_sec - start->tv_sec;
+    d.tv_nsec = now.tv_nsec - start->tv_nsec;
+    if (d.tv_nsec < 0) {
+        d.tv_sec--;
+        d.tv_nsec += NSEC_PER_SEC;
+    }
+    return d;
+}
+
+void *qio_alloc_buffer(int64_t len, int pattern)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, QIO_BUFFER_ALIGN, len > 0 ? (size_t)len : 1)) {
+        return NULL;
+    }
+    memset(p, pattern, len > 0 ? (size_t)len : 1);
+    return p;
+}
+
+int qio_fill_from_file(void *buf, int64_t len, const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        perror(file);
+        return -1;
+    }
+    uint8_t *p = buf;
+    size_t got = fread(p, 1, (size_t)len, f);
+    if (ferror(f)) {
+        perror(file);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    if (got == 0 && len > 0) {
+        fprintf(stderr, "%s: file is empty\n", file);
+        return -1;
+    }
+    /* A file shorter than the request is repeated to fill the buffer. */
+    for (size_t done = got; got && done < (size_t)len; done += got) {
+        size_t n = QKIT_MIN(got, (size_t)len - done);
+        memcpy(p + done, p, n);
+    }
+    return 0;
+}
+
+void qio_warn(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: warning: ", error_get_progname());
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* ---- format-specific info, laid out as QEMU's human monitor dump ---- */
+
+/* The bucket a key falls in within QEMU's QDict hash table. */
+static unsigned qio_qdict_bucket(const char *key)
+{
+    uint32_t v = QDICT_HASH_SEED * (uint32_t)strlen(key);
+    for (unsigned i = 0; key[i]; i++) {
+        v += (uint32_t)(unsigned char)key[i] << (i * 5 % QDICT_HASH_SHIFT_MOD);
+    }
+    return (QDICT_HASH_MUL * v + QDICT_HASH_ADD) % QDICT_BUCKETS;
+}
+
+typedef struct QioKey {
+    const char *key;
+    json_t *value;
+    unsigned bucket;
+    size_t index;
+} QioKey;
+
+/* qsort order: by bucket, the key inserted last first within a bucket. */
+static int qio_key_cmp(const void *a, const void *b)
+{
+    const QioKey *ka = a, *kb = b;
+    if (ka->bucket != kb->bucket) {
+        return ka->bucket < kb->bucket ? -1 : 1;
+    }
+    return ka->index > kb->index ? -1 : (ka->index < kb->index ? 1 : 0);
+}
+
+static void qio_dump_value(FILE *f, json_t *v, int indent);
+
+/* One "key: value" line, or "key:" and the nested tree below it. */
+static void qio_dump_entry(FILE *f, const char *label, json_t *v, int indent)
+{
+    fprintf(f, "%*s%s:", indent * QIO_INFO_INDENT, "", label);
+    if (json_is_object(v) || json_is_array(v)) {
+        fputc('\n', f);
+        qio_dump_value(f, v, indent + 1);
+        return;
+    }
+    fputc(' ', f);
+    if (json_is_string(v)) {
+        fputs(json_string_value(v), f);
+    } else if (json_is_integer(v)) {
+        fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else if (json_is_real(v)) {
+        fprintf(f, "%f", json_real_value(v));
+    } else if (json_is_boolean(v)) {
+        fputs(json_is_true(v) ? "true" : "false", f);
+    } else {
+        fputs("null", f);
+    }
+    fputc('\n', f);
+}
+
+/* The members of an object (QDict order, '-' shown as ' ') or the items of a list. */
+static void qio_dump_value(FILE *f, json_t *v, int indent)
+{
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *item;
+        json_array_foreach(v, i, item) {
+            char label[32];
+            snprintf(label, sizeof(label), "[%zu]", i);
+            qio_dump_entry(f, label, item, indent);
+        }
+        return;
+    }
+    size_t n = json_object_size(v);
+    QioKey *keys = calloc(n ? n : 1, sizeof(*keys));
+    if (!keys) {
+        abort();
+    }
+    const char *key;
+    json_t *value;
+    size_t i = 0;
+    json_object_foreach(v, key, value) {
+        keys[i] = (QioKey){ key, value, qio_qdict_bucket(key), i };
+        i++;
+    }
+    qsort(keys, n, sizeof(*keys), qio_key_cmp);
+    for (i = 0; i < n; i++) {
+        char *label = strdup(keys[i].key);
+        if (!label) {
+            abort();
+        }
+        for (char *c = label; *c; c++) {
+            if (*c == '-') {
+                *c = ' ';
+            }
+        }
+        qio_dump_entry(f, label, keys[i].value, indent);
+        free(label);
+    }
+    free(keys);
+}
+
+void qio_dump_specific_info(FILE *f, json_t *data, int indent)
+{
+    qio_dump_value(f, data, indent);
+}
+
+/* ---- probed raw images ---- */
+
+typedef struct QioProbe {
+    const uint8_t *buf;
+    int len;
+    const char *filename;
+    const char *best;
+    int best_score;
+} QioProbe;
+
+/* bdrv_iterate_format callback: remember the format that claims the buffer best. */
+static void qio_probe_one(void *opaque, const char *name)
+{
+    QioProbe *p = opaque;
+    const BlockDriver *drv = bdrv_find_format(name);
+    if (!drv || !drv->probe) {
+        return;
+    }
+    int score = drv->probe(p->buf, p->len, p->filename);
+    if (score > p->best_score) {
+        p->best_score = score;
+        p->best = name;
+    }
+}
+
+int qio_check_probed_write(QioState *s, int64_t offset, int64_t bytes, const void *buf)
+{
+    if (!s->probed_raw || offset >= QIO_SECTOR_SIZE || bytes <= 0) {
+        return 0;
+    }
+    uint8_t head[QIO_SECTOR_SIZE];
+    memset(head, 0, sizeof(head));
+    int64_t len = bdrv_getlength(s->bs);
+    int64_t have = QKIT_MIN(len < 0 ? 0 : len, (int64_t)QIO_SECTOR_SIZE);
+    if (have > 0) {
+        int ret = bdrv_pread(s->bs, 0, have, head, 0);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    int64_t n = QKIT_MIN(bytes, (int64_t)QIO_SECTOR_SIZE - offset);
+    memcpy(head + offset, buf, (size_t)n);
+    QioProbe p = { head, QIO_SECTOR_SIZE, s->bs->filename, NULL, 0 };
+    bdrv_iterate_format(qio_probe_one, &p);
+    if (p.best && strcmp(p.best, "raw") != 0) {
+        return -EPERM;
+    }
+    return 0;
+}
