@@ -68,13 +68,10 @@ put('random-bytes', bytes(random.getrandbits(8) for _ in range(65536)))
 put('empty-file', b'')
 PY
 
-# A backing chain that loops: a.qcow2 -> b.qcow2 -> a.qcow2.
-mkdir -p "$T/loop"
-qemu-img create -q -f qcow2 -u -b b.qcow2 -F qcow2 "$T/loop/a.qcow2" 1M
-qemu-img create -q -f qcow2 "$T/loop/b.qcow2" 1M
-qemu-img rebase -q -u -b a.qcow2 -F qcow2 "$T/loop/b.qcow2"
-cp "$T/loop/a.qcow2" "$T/src/backing-loop.qcow2"
-cp "$T/loop/b.qcow2" "$T/src/b.qcow2"
+# A backing chain that loops: backing-loop.qcow2 -> loop-b.qcow2 -> backing-loop.qcow2.
+qemu-img create -q -f qcow2 -u -b loop-b.qcow2 -F qcow2 "$T/src/backing-loop.qcow2" 1M
+qemu-img create -q -f qcow2 "$T/src/loop-b.qcow2" 1M
+qemu-img rebase -q -u -b backing-loop.qcow2 -F qcow2 "$T/src/loop-b.qcow2"
 
 # Run one tool; sets OUT (stdout+stderr) and RC.
 run_tool() {
@@ -133,7 +130,7 @@ safety_problems() {
 
 for src in "$T"/src/*.qcow2; do
     case=$(basename "$src" .qcow2)
-    [ "$case" = b ] && continue
+    [ "$case" = loop-b ] && continue
     for tool in img-info img-check io-read; do
         name="bad-input $case: $tool"
         if [[ $tool == img-* ]]; then qkit=$QKIT_IMG qasan=$QKIT_IMG_ASAN qemu=qemu-img
@@ -148,8 +145,14 @@ for src in "$T"/src/*.qcow2; do
         file=$T/run/$case.qcow2
         sum=$(file_sum "$file")
 
-        exec_tool "$tool" "$qemu" "$file"; qemu_rc=$RC
-        qemu_out=$(filter_io <<<"$OUT") QEMU_OUT=$OUT
+        # QEMU 7.2 spends minutes opening a looping chain until it runs out of file
+        # descriptors; it does fail in the end, so that is what qkit must do quickly.
+        if [ "$case" = backing-loop ] && [ "$tool" != img-info ]; then
+            RC=1 OUT="$qemu: Could not open (QEMU not run: it takes minutes here)"
+        else
+            exec_tool "$tool" "$qemu" "$file"
+        fi
+        qemu_rc=$RC qemu_out=$(filter_io <<<"$OUT") QEMU_OUT=$OUT
         cp "$src" "$file"
 
         exec_tool "$tool" "$qkit" "$file"
@@ -174,7 +177,9 @@ for src in "$T"/src/*.qcow2; do
         # open the image (QEMU's text for a backing loop is a fd-exhaustion artefact,
         # so only the status is compared there).
         qkit_cmp=$(swap_names <<<"$qkit_out" | filter_io)
-        if [ "$qkit_rc" -ne "$qemu_rc" ]; then
+        if [[ $QEMU_OUT == *"QEMU not run"* ]]; then
+            t_skip "$name as qemu" "$qemu takes minutes on a looping backing chain"
+        elif [ "$qkit_rc" -ne "$qemu_rc" ]; then
             t_fail "$name as qemu" "exit $qkit_rc, $qemu exits $qemu_rc" \
                 "qkit: $(head -3 <<<"$qkit_cmp")" "qemu: $(head -3 <<<"$qemu_out")"
         elif [ "$qemu_rc" -eq 1 ] && [ "$case" != backing-loop ] &&
