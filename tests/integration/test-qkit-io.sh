@@ -270,6 +270,9 @@ compare_io "probed raw: warning and block 0 protection" "$RAW" /dev/null \
     -c 'write -P 0x51 0 1' -c 'write -P 0x46 1 1' -c 'write -P 0x49 2 1' \
     -c 'write -P 0xfb 3 1' -c 'writev -P 0xfb 3 1' -c 'aio_write -P 0xfb 3 1' -c aio_flush \
     -c 'read -v 0 8' -c 'write -P 0xfb 512 1' -c 'write -z 0 512' t.img
+compare_io "json: filename with and without driver" "$RAW" /dev/null \
+    -c 'read -v 0 4' -c 'write 0 1' -c 'open json:{"file":{"driver":"file","filename":"t.img"}}' \
+    -c 'read -v 0 4' 'json:{"driver":"raw","file":{"driver":"file","filename":"t.img"}}'
 compare_io "probed raw read-only: no warning" "$RAW" /dev/null -r -c 'read 0 1' t.img
 compare_io "probed raw via open" "$RAW" /dev/null -c 'open t.img' -c 'write 0 1' \
     -c 'close' -c 'open -r t.img' -c 'write 0 1'
@@ -303,6 +306,15 @@ compare_cmds "qcow2: compressed writes" "$Q" -- \
 compare_cmds "qcow2: aio and vectored" "$Q" -- \
     'writev -P 4 0 4k 60k' 'aio_write -P 5 64k 64k' 'aio_flush' 'readv -P 4 0 32k 32k' \
     'aio_read -P 5 64k 64k' 'aio_flush' 'map'
+
+F=$T/tpl/f.qcow2
+qemu-img create -q -f qcow2 -o lazy_refcounts=on,extended_l2=on,compression_type=zstd \
+    -o cluster_size=128k "$F" 4M
+compare_cmds "qcow2: info of a v3 image with options" "$F" -r -- 'info' 'map'
+F10=$T/tpl/f10.qcow2
+qemu-img create -q -f qcow2 -o compat=0.10 "$F10" 1M
+compare_cmds "qcow2: info and I/O on compat=0.10" "$F10" -- 'info' 'write -P 1 0 4k' \
+    'write -z 64k 64k' 'read -P 1 0 4k' 'read -P 0 64k 64k' 'map'
 
 # An overlay over BASE: the top layer's allocation only, reads through the chain.
 rm -f "$T/tpl/ov.qcow2"

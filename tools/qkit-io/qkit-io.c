@@ -466,8 +466,12 @@ int qio_open_image(QioState *s, const char *name, const char *fmt, json_t *opts,
         error_setg(&err, "Block node is read-only");
         goto fail;
     }
-    bool probing = !fmt && !qdict_get_str(opts, "driver") &&
-                   !(name && !strncmp(name, "json:", 5));
+    bool probing = !fmt && !qdict_get_str(opts, "driver");
+    if (probing && name && !strncmp(name, "json:", 5)) {
+        json_t *j = qdict_from_json_filename(name, NULL);
+        probing = j && !qdict_get_str(j, "driver");
+        json_decref(j);
+    }
     if (oo->snapshot) {
         QioOpenOpts sub = *oo;
         sub.flags = flags;
@@ -686,6 +690,7 @@ int main(int argc, char **argv)
     const char *fmt = NULL;
     char **cmds = calloc((size_t)argc + 1, sizeof(*cmds));
     int ncmds = 0;
+    int status = 0;
     int c;
 
     if (!cmds) {
@@ -701,16 +706,17 @@ int main(int argc, char **argv)
         switch (c) {
         case 'h':
             qio_usage(s->progname);
-            return 0;
+            goto out;
         case 'V':
             printf(QIO_VERSION_FMT, s->progname);
-            return 0;
+            goto out;
         case 'c':
             cmds[ncmds++] = optarg;
             break;
         case 'd':
             if (qio_parse_discard(&oo, optarg) < 0) {
-                return 1;
+                status = 1;
+                goto out;
             }
             break;
         case 'f':
@@ -737,17 +743,20 @@ int main(int argc, char **argv)
             break;
         case 'i':
             if (qio_parse_aio(&oo, optarg) < 0) {
-                return 1;
+                status = 1;
+                goto out;
             }
             break;
         case 't':
             if (qio_parse_cache(&oo, optarg) < 0) {
-                return 1;
+                status = 1;
+                goto out;
             }
             break;
         case 'T':
             if (qio_check_trace(optarg) < 0) {
-                return 1;
+                status = 1;
+                goto out;
             }
             break;
         case 'U':
@@ -755,7 +764,8 @@ int main(int argc, char **argv)
             break;
         case QIO_OPT_OBJECT:
             if (qio_check_object(optarg) < 0) {
-                return 1;
+                status = 1;
+                goto out;
             }
             break;
         case QIO_OPT_IMAGE_OPTS:
@@ -763,19 +773,23 @@ int main(int argc, char **argv)
             break;
         default:
             qio_usage(s->progname);
-            return 1;
+            status = 1;
+            goto out;
         }
     }
     if (argc - optind > 1) {
         qio_usage(s->progname);
-        return 1;
+        status = 1;
+        goto out;
     }
     if (oo.image_opts && fmt) {
         error_report("--image-opts and -f are mutually exclusive");
-        return 1;
+        status = 1;
+        goto out;
     }
     if (optind < argc && qio_open_image(s, argv[optind], fmt, NULL, &oo) < 0) {
-        return 1;
+        status = 1;
+        goto out;
     }
 
     bool failed = false;
@@ -793,8 +807,10 @@ int main(int argc, char **argv)
             free(line);
         }
     }
+    status = failed ? 1 : 0;
+out:
     qio_close_image(s);
     free(cmds);
     free(argv0);
-    return failed ? 1 : 0;
+    return status;
 }
