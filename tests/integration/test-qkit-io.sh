@@ -323,6 +323,12 @@ EXTRA_FILES=$BASE compare_io "qcow2 overlay: map, alloc, read through" "$T/tpl/o
     -c 'map' -c 'write -P 2 64k 64k' -c 'map' -c 'alloc 0 4M' -c 'alloc 0' -c 'alloc 1M' \
     -c 'read -P 1 0 64k' -c 'read -P 2 64k 64k' -c 'read -P 0 1M 64k' -c 'info' t.img
 
+EXTRA_FILES=$BASE compare_io "qcow2 overlay: -C copies what reads touch" \
+    "$T/tpl/ov.qcow2" /dev/null -C -c 'read 1k 1k' -c 'readv 100k 4k' -c 'read 1M 4k' \
+    -c 'aio_read 2M 4k' -c 'aio_flush' -c 'read 4M 1' -c 'map' -c 'read -P 1 0 128k' t.img
+compare_io "qcow2: -C without backing, -C -r" "$Q" /dev/null -C -c 'read 1k 1k' \
+    -c 'open -r -C t.img' -c 'close' -c 'open -C t.img' -c 'read 200k 4k' -c 'map' t.img
+compare_io "-C -r refused" "$Q" /dev/null -C -r -c 'read 0 1' t.img
 compare_cmds "-s: writes go to a temporary overlay" "$Q" -s -- \
     'info' 'map' 'write -P 9 0 64k' 'map' 'alloc 0 4M' 'read -P 9 0 64k' 'length'
 compare_cmds "-s on raw" "$RAW" -s -f raw -- 'info' 'write -P 9 0 64k' 'read -P 9 0 64k' \

@@ -14,6 +14,9 @@
 #include "qkit-io.h"
 #include "qkit/cutils.h"
 
+/* Largest piece copy-on-read moves at once. */
+#define QIO_COR_CHUNK (1 << 20)
+
 /* Parse an offset argument, printing the parse error; -1 on error. */
 static int64_t qio_parse_offset(const char *arg)
 {
@@ -34,6 +37,67 @@ static int qio_do_pwrite(QioState *s, int64_t offset, int64_t bytes, const void 
         return ret;
     }
     return bdrv_pwrite(s->bs, offset, bytes, buf, flags);
+}
+
+/*
+ * -C: after a read, copy every cluster it touched that the top image does not
+ * allocate into the top image (zeroes as zero writes), as QEMU's copy-on-read does.
+ */
+static int qio_copy_on_read(QioState *s, int64_t offset, int64_t bytes)
+{
+    if (!s->copy_on_read || bytes == 0) {
+        return 0;
+    }
+    BlockDriverInfo bdi;
+    int64_t cluster = QIO_SECTOR_SIZE;
+    if (bdrv_get_info(s->bs, &bdi) == 0 && bdi.cluster_size > 0) {
+        cluster = bdi.cluster_size;
+    }
+    int64_t len = bdrv_getlength(s->bs);
+    if (len < 0) {
+        return (int)len;
+    }
+    int64_t start = ROUND_DOWN(offset, cluster);
+    int64_t end = QKIT_MIN(ROUND_UP(offset + bytes, cluster), len);
+    uint8_t *buf = NULL;
+    int ret = 0;
+    while (start < end) {
+        int64_t pnum;
+        ret = bdrv_is_allocated(s->bs, start, end - start, &pnum);
+        if (ret < 0 || pnum == 0) {
+            break;
+        }
+        if (ret == 0) {
+            pnum = QKIT_MIN(pnum, (int64_t)QIO_COR_CHUNK);
+            if (!buf && !(buf = qio_alloc_buffer(QIO_COR_CHUNK, 0))) {
+                ret = -ENOMEM;
+                break;
+            }
+            ret = bdrv_pread(s->bs, start, pnum, buf, 0);
+            if (ret == 0) {
+                ret = buffer_is_zero(buf, (size_t)pnum)
+                      ? bdrv_pwrite_zeroes(s->bs, start, pnum, 0)
+                      : bdrv_pwrite(s->bs, start, pnum, buf, 0);
+            }
+            if (ret < 0) {
+                break;
+            }
+        }
+        ret = 0;
+        start += pnum;
+    }
+    free(buf);
+    return ret;
+}
+
+/* A read through the block layer, followed by copy-on-read when enabled. */
+static int qio_do_pread(QioState *s, int64_t offset, int64_t bytes, void *buf)
+{
+    int ret = bdrv_pread(s->bs, offset, bytes, buf, 0);
+    if (ret == 0) {
+        ret = qio_copy_on_read(s, offset, bytes);
+    }
+    return ret;
 }
 
 /* Index of the first byte of buf that differs from pattern, or -1. */
@@ -183,7 +247,7 @@ int qio_read_f(QioState *s, int argc, char **argv)
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     /* The VM state area (-b) is not implemented by any driver here. */
-    int ret = vmstate ? -ENOTSUP : bdrv_pread(s->bs, offset, count, buf, 0);
+    int ret = vmstate ? -ENOTSUP : qio_do_pread(s, offset, count, buf);
     struct timespec t = qio_time_since(&t1);
     if (ret < 0) {
         printf("read failed: %s\n", strerror(-ret));
@@ -254,7 +318,7 @@ int qio_readv_f(QioState *s, int argc, char **argv)
     }
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    int ret = bdrv_pread(s->bs, offset, total, buf, 0);
+    int ret = qio_do_pread(s, offset, total, buf);
     struct timespec t = qio_time_since(&t1);
     if (ret < 0) {
         printf("readv failed: %s\n", strerror(-ret));
@@ -545,7 +609,7 @@ int qio_aio_read_f(QioState *s, int argc, char **argv)
     }
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    int ret = bdrv_pread(s->bs, offset, total, buf, 0);
+    int ret = qio_do_pread(s, offset, total, buf);
     struct timespec t = qio_time_since(&t1);
     /* Like qemu-io, the command succeeds once submitted; errors only show in output. */
     if (ret < 0) {

@@ -238,7 +238,7 @@ int qio_open_f(QioState *s, int argc, char **argv)
             oo.writethrough = false;
             break;
         case 'C':
-            /* Copy-on-read is accepted; reads are correct without it. */
+            oo.copy_on_read = true;
             break;
         case 'r':
             oo.flags &= ~BDRV_O_RDWR;

@@ -452,6 +452,10 @@ int qio_open_image(QioState *s, const char *name, const char *fmt, json_t *opts,
         }
         flags |= BDRV_O_FORCE_SHARE;
     }
+    if (oo->copy_on_read && !(flags & BDRV_O_RDWR)) {
+        error_setg(&err, "Can't use copy-on-read on read-only device");
+        goto fail;
+    }
     if ((flags & BDRV_O_NATIVE_AIO) && !(flags & BDRV_O_NOCACHE)) {
         error_setg(&err, "aio=native was specified, but it requires cache.direct=on, "
                    "which was not specified.");
@@ -493,6 +497,7 @@ int qio_open_image(QioState *s, const char *name, const char *fmt, json_t *opts,
     s->snapshot_file = snap;
     snap = NULL;
     s->probed_raw = probing && !strcmp(bdrv_get_format_name(s->bs), "raw");
+    s->copy_on_read = oo->copy_on_read;
     if (s->probed_raw && !s->bs->read_only) {
         fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing "
                 "guessed raw.\n"
@@ -532,6 +537,7 @@ void qio_close_image(QioState *s)
         s->snapshot_file = NULL;
     }
     s->probed_raw = false;
+    s->copy_on_read = false;
 }
 
 int qio_aio_flush_f(QioState *s, int argc, char **argv)
@@ -733,7 +739,7 @@ int main(int argc, char **argv)
             oo.writethrough = false;
             break;
         case 'C':
-            /* Copy-on-read is accepted; reads are correct without it. */
+            oo.copy_on_read = true;
             break;
         case 'm':
             /* Misaligned buffers only exercise QEMU's bounce paths; nothing to do. */

@@ -28,6 +28,7 @@ typedef struct QioOpenOpts {
     bool force_share;       /* -U */
     bool image_opts;        /* the name is a key=value option string */
     bool writethrough;      /* cache mode asks for write-through */
+    bool copy_on_read;      /* -C: reads copy what they read into the top image */
 } QioOpenOpts;
 
 /* One completed asynchronous request whose output waits for aio_flush. */
@@ -40,6 +41,7 @@ typedef struct QioDeferred {
 typedef struct QioState {
     BlockDriverState *bs;     /* NULL when no image is open */
     bool probed_raw;          /* opened without a format and probed as raw */
+    bool copy_on_read;        /* -C: reads allocate the clusters they touch */
     bool quit;                /* "quit" was run */
     const char *progname;     /* basename of argv[0] */
     char *snapshot_file;      /* temporary overlay of -s, deleted on close */
