@@ -43,6 +43,11 @@ typedef struct BlockConvertParams {
     bool in_order;            /* write strictly sequentially (qemu-img without -W) */
     int num_requests;         /* parallel requests (-m), 1..BLOCK_CONVERT_MAX_REQUESTS */
     bool salvage;             /* treat unreadable source ranges as zeroes (--salvage) */
+    /*
+     * Copy offload (-C): data ranges are copied as they are, without scanning them
+     * for zeroes (done as a plain copy here; the result is laid out the same).
+     */
+    bool copy_range;
     uint64_t rate_limit;      /* bytes per second written to the target, 0 = no limit */
     /* Called with the share of data copied so far (done of total), may be NULL. */
     void (*progress)(void *opaque, float done, float total);

@@ -389,7 +389,7 @@ static int convert_write(ConvertState *s, ConvertWorker *w, int64_t sector_num,
             /* The target's backing file provides it: leave it unallocated. */
             break;
         case CONVERT_DATA:
-            if (!s->min_sparse ||
+            if (!s->min_sparse || s->p->copy_range ||
                 (!s->compressed &&
                  convert_sectors_allocated_min(buf, n, &n, s->min_sparse, sector_num,
                                                s->alignment)) ||

@@ -611,6 +611,7 @@ static int convert_run(ConvertArgs *a, int nsrc, char **src_names, const char *o
         .in_order = a->in_order,
         .num_requests = (int)a->num_requests,
         .salvage = a->salvage,
+        .copy_range = a->copy_range,
         .rate_limit = (uint64_t)a->rate_limit,
         .progress = a->progress ? convert_progress : NULL,
         .warn = convert_warn,
