@@ -589,6 +589,8 @@ int qcow2_snapshot_create(BlockDriverState *bs, QkitSnapshotInfo *info, Error **
     /* References first: the table must not point at the copy before they are stable. */
     ret = qcow2_update_snapshot_refcount(bs, (int64_t)s->l1_table_offset, (int)s->l1_size, 1);
     if (ret < 0) {
+        /* Like QEMU, leave the copy (and any references taken) as leaks for check. */
+        l1_offset = -1;
         goto fail;
     }
 
