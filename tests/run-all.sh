@@ -56,7 +56,7 @@ count
 section unit tests
 for b in build build-asan; do
     for t in "$b"/tests/unit/test-*; do
-        [ -x "$t" ] || continue
+        [ -f "$t" ] && [ -x "$t" ] || continue
         if ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
                 timeout "$timeout_s" "$t" </dev/null >"$log.unit" 2>&1; then
             echo "PASS: unit $(basename "$t") ($b)" >>"$log"
