@@ -9,7 +9,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 mode=${1:-build}
-build_pkgs=(gcc meson ninja-build pkg-config zlib1g-dev libzstd-dev libjansson-dev
+build_pkgs=(make gcc meson ninja-build pkg-config zlib1g-dev libzstd-dev libjansson-dev
             liburing-dev libcmocka-dev)
 test_pkgs=(qemu-utils clang libclang-rt-14-dev python3 coreutils)
 
