@@ -23,9 +23,10 @@ ln -s "$QKIT_IO" "$T/qk/qemu-io"
 # line and of -C lines. The masks only match lines in qemu-io's exact format.
 SZ='([0-9]+(\.[0-9]{3})? (KiB|MiB|GiB|TiB|PiB|EiB)|[0-9]+(\.[0-9]{6})? bytes)'
 TM='([0-9]{2}\.[0-9]{2} sec|[0-9]+:[0-9]{2}:[0-9]{2}\.[0-9]{2})'
+REPORT="^($SZ), ([0-9]+) ops; $TM \\($SZ/sec and [0-9]+\\.[0-9]{4} ops/sec\\)\$"
+CSVLINE='^([0-9]+,[0-9]+),[0-9]+:[0-9]{2}:[0-9]{2}\.[0-9]{2},[0-9.]+,[0-9.]+$'
 mask_timing() {
-    sed -E -e "s#^($SZ), ([0-9]+) ops; $TM \\($SZ/sec and [0-9]+\\.[0-9]{4} ops/sec\\)\$#\\1, \\6 ops; TIME#" \
-           -e 's#^([0-9]+,[0-9]+),[0-9]+:[0-9]{2}:[0-9]{2}\.[0-9]{2},[0-9.]+,[0-9.]+$#\1,CSV#'
+    sed -E -e "s#$REPORT#\\1, \\6 ops; TIME#" -e "s#$CSVLINE#\\1,CSV#"
 }
 
 # run_one DIR BINDIR STDIN ARGS...: run "qemu-io ARGS" in DIR, saving out/err/rc.
@@ -319,7 +320,8 @@ compare_cmds "qcow2: info and I/O on compat=0.10" "$F10" -- 'info' 'write -P 1 0
 # An overlay over BASE: the top layer's allocation only, reads through the chain.
 rm -f "$T/tpl/ov.qcow2"
 (cd "$T/tpl" && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 ov.qcow2)
-EXTRA_FILES=$BASE compare_io "qcow2 overlay: map, alloc, read through" "$T/tpl/ov.qcow2" /dev/null \
+EXTRA_FILES=$BASE compare_io "qcow2 overlay: map, alloc, read through" "$T/tpl/ov.qcow2" \
+    /dev/null \
     -c 'map' -c 'write -P 2 64k 64k' -c 'map' -c 'alloc 0 4M' -c 'alloc 0' -c 'alloc 1M' \
     -c 'read -P 1 0 64k' -c 'read -P 2 64k 64k' -c 'read -P 0 1M 64k' -c 'info' t.img
 
@@ -337,3 +339,19 @@ compare_cmds "-s -r" "$RAW" -s -r -f raw -- 'info' 'write 0 1'
 compare_io "open -s" "$Q" /dev/null -c 'open -s t.img' -c 'write -P 7 0 512' -c 'close' \
     -c 'open -r t.img' -c 'read -P 7 0 512'
 compare_io "qcow2: raw view with -f raw" "$Q" /dev/null -f raw -c 'read -v 0 16' t.img
+
+# Image locks: each program, started while the other holds the image, gets the
+# same refusal (and -U -r still opens it).
+cp "$Q" "$T/lock.qcow2"
+for holder in ref qk; do
+    other=qk; [ $holder = qk ] && other=ref
+    (cd "$T" && PATH="$T/$holder:$PATH" exec qemu-io -c 'sleep 3000' lock.qcow2) &
+    pid=$!
+    sleep 0.7
+    for args in "-c length" "-r -c length" "-U -r -c length"; do
+        ref=$(cd "$T" && PATH="$T/ref:$PATH" qemu-io $args lock.qcow2 2>&1; echo "rc=$?")
+        got=$(cd "$T" && PATH="$T/qk:$PATH" qemu-io $args lock.qcow2 2>&1; echo "rc=$?")
+        t_eq "lock held by $holder: $args" "$ref" "$got"
+    done
+    wait $pid
+done

@@ -153,6 +153,7 @@ static bool qio_check_vmstate_alignment(int64_t offset, int64_t count)
     return true;
 }
 
+/* "read [-bCqv] [-P pattern [-s off] [-l len]] off len": one read, verified and dumped. */
 int qio_read_f(QioState *s, int argc, char **argv)
 {
     bool csv = false, quiet = false, verbose = false, vmstate = false;
@@ -270,6 +271,7 @@ out:
     return ret;
 }
 
+/* "readv": a read of several lengths at once, as one request. */
 int qio_readv_f(QioState *s, int argc, char **argv)
 {
     bool csv = false, quiet = false, verbose = false, pflag = false;
@@ -341,6 +343,7 @@ out:
     return ret;
 }
 
+/* "write": pattern, file contents (-s), zeroes (-z) or compressed data (-c). */
 int qio_write_f(QioState *s, int argc, char **argv)
 {
     bool csv = false, quiet = false, vmstate = false, compressed = false, zero = false;
@@ -474,6 +477,7 @@ out:
     return ret;
 }
 
+/* "writev": a write of several pattern-filled lengths as one request. */
 int qio_writev_f(QioState *s, int argc, char **argv)
 {
     bool csv = false, quiet = false;
@@ -549,6 +553,7 @@ static void qio_defer_output(QioState *s, char *text, size_t len)
     s->deferred_tail = &d->next;
 }
 
+/* "aio_read": a read whose output is held until aio_flush. */
 int qio_aio_read_f(QioState *s, int argc, char **argv)
 {
     bool csv = false, quiet = false, verbose = false, pflag = false, invalid = false;
@@ -632,6 +637,7 @@ int qio_aio_read_f(QioState *s, int argc, char **argv)
     return 0;
 }
 
+/* "aio_write": a write (or -z zeroes) whose output is held until aio_flush. */
 int qio_aio_write_f(QioState *s, int argc, char **argv)
 {
     bool csv = false, quiet = false, invalid = false, zero = false;
@@ -732,6 +738,7 @@ int qio_aio_write_f(QioState *s, int argc, char **argv)
     return 0;
 }
 
+/* "discard": passes the range down when discard=unmap. */
 int qio_discard_f(QioState *s, int argc, char **argv)
 {
     bool csv = false, quiet = false;
@@ -782,6 +789,7 @@ int qio_discard_f(QioState *s, int argc, char **argv)
     return 0;
 }
 
+/* "flush": make everything written so far durable. */
 int qio_flush_f(QioState *s, int argc, char **argv)
 {
     return bdrv_flush(s->bs);

@@ -17,6 +17,7 @@
 #define QIO_NSEC_PER_MSEC 1000000L
 #define QIO_MSEC_PER_SEC 1000L
 
+/* "truncate [-m prealloc] off": resize the image. */
 int qio_truncate_f(QioState *s, int argc, char **argv)
 {
     PreallocMode prealloc = PREALLOC_MODE_OFF;
@@ -57,6 +58,7 @@ int qio_truncate_f(QioState *s, int argc, char **argv)
     return ret;
 }
 
+/* "length": the virtual size in human units. */
 int qio_length_f(QioState *s, int argc, char **argv)
 {
     int64_t size = bdrv_getlength(s->bs);
@@ -70,6 +72,7 @@ int qio_length_f(QioState *s, int argc, char **argv)
     return 0;
 }
 
+/* "info": format name, cluster size, VM state offset, format-specific data. */
 int qio_info_f(QioState *s, int argc, char **argv)
 {
     BlockDriverInfo bdi;
@@ -134,6 +137,7 @@ static int qio_map_is_allocated(BlockDriverState *bs, int64_t offset, int64_t by
     return first;
 }
 
+/* "map": allocated and unallocated runs of the top image. */
 int qio_map_f(QioState *s, int argc, char **argv)
 {
     char s1[64], s2[64];
@@ -163,6 +167,7 @@ int qio_map_f(QioState *s, int argc, char **argv)
     return 0;
 }
 
+/* "alloc off [count]": how much of the range the top image allocates. */
 int qio_alloc_f(QioState *s, int argc, char **argv)
 {
     int64_t offset = qio_cvtnum(argv[1]);
@@ -221,6 +226,7 @@ static int qio_merge_opts(json_t **opts, const char *str)
     return 0;
 }
 
+/* "open [-rsCnkU] [-t cache] [-d discard] [-i aio] [-o opts] [path]". */
 int qio_open_f(QioState *s, int argc, char **argv)
 {
     QioOpenOpts oo;
@@ -286,6 +292,7 @@ fail:
     return -EINVAL;
 }
 
+/* "close": flush and close the image. */
 int qio_close_f(QioState *s, int argc, char **argv)
 {
     qio_close_image(s);
@@ -336,6 +343,7 @@ static int qio_reopen_opts(const char *str, int *rw, int *cache_flags)
     return ret;
 }
 
+/* "reopen [-r|-w] [-c cache] [-o opts]": change how the open image is used. */
 int qio_reopen_f(QioState *s, int argc, char **argv)
 {
     int rw = -1;
@@ -391,6 +399,7 @@ int qio_reopen_f(QioState *s, int argc, char **argv)
     return 0;
 }
 
+/* "sleep MS": wait; aio output pending so far is printed first. */
 int qio_sleep_f(QioState *s, int argc, char **argv)
 {
     char *end;
@@ -407,17 +416,20 @@ int qio_sleep_f(QioState *s, int argc, char **argv)
     return 0;
 }
 
+/* "quit": stop after this command. */
 int qio_quit_f(QioState *s, int argc, char **argv)
 {
     s->quit = true;
     return 0;
 }
 
+/* "abort": crash on purpose, for tests of crash consistency. */
 int qio_abort_f(QioState *s, int argc, char **argv)
 {
     abort();
 }
 
+/* "sigraise SIG": raise a signal in the tool itself. */
 int qio_sigraise_f(QioState *s, int argc, char **argv)
 {
     int64_t sig = qio_cvtnum(argv[1]);
@@ -446,12 +458,14 @@ int qio_break_f(QioState *s, int argc, char **argv)
     return -ENOTSUP;
 }
 
+/* "remove_break tag": see qio_break_f. */
 int qio_remove_break_f(QioState *s, int argc, char **argv)
 {
     printf("Could not remove breakpoint %s: %s\n", argv[1], strerror(ENOTSUP));
     return -ENOTSUP;
 }
 
+/* "resume tag": see qio_break_f. */
 int qio_resume_f(QioState *s, int argc, char **argv)
 {
     printf("Could not resume request: %s\n", strerror(ENOTSUP));

@@ -43,6 +43,7 @@ static int qio_suffix_shift(char c)
     }
 }
 
+/* Offsets and lengths of every command go through here. */
 int64_t qio_cvtnum(const char *s)
 {
     const char *p = s;
@@ -105,6 +106,7 @@ int64_t qio_cvtnum(const char *s)
     return (int64_t)val;
 }
 
+/* Called after qio_cvtnum fails, with the argument as typed. */
 void qio_print_cvtnum_err(int64_t rc, const char *arg)
 {
     if (rc == -ERANGE) {
@@ -117,6 +119,7 @@ void qio_print_cvtnum_err(int64_t rc, const char *arg)
     }
 }
 
+/* Sizes in report lines, length, map and alloc. */
 void qio_cvtstr(double value, char *str, size_t size)
 {
     static const struct { int shift; const char *unit; } units[] = {
@@ -144,6 +147,7 @@ void qio_cvtstr(double value, char *str, size_t size)
     snprintf(str, size, "%s%s", num, suffix);
 }
 
+/* The -P option of the read and write commands. */
 int qio_parse_pattern(const char *arg)
 {
     char *end;
@@ -156,6 +160,7 @@ int qio_parse_pattern(const char *arg)
     return (int)v;
 }
 
+/* The -v option of the read commands. */
 void qio_dump_buffer(FILE *f, const void *buf, int64_t offset, int64_t len)
 {
     const uint8_t *p = buf;
@@ -193,6 +198,7 @@ static double qio_tdiv(double value, const struct timespec *t)
     return value / ((double)t->tv_sec + (double)t->tv_nsec / NSEC_PER_SEC);
 }
 
+/* Called after each successful I/O command unless -q. */
 void qio_print_report(FILE *f, const char *op, const struct timespec *t, int64_t offset,
                       int64_t count, int64_t total, int cnt, bool csv)
 {
@@ -212,6 +218,7 @@ void qio_print_report(FILE *f, const char *op, const struct timespec *t, int64_t
             qio_tdiv(cnt, t));
 }
 
+/* Timing of one request for the report line. */
 struct timespec qio_time_since(const struct timespec *start)
 {
     struct timespec now, d;
@@ -225,6 +232,7 @@ struct timespec qio_time_since(const struct timespec *start)
     return d;
 }
 
+/* Page-aligned so that -n (O_DIRECT) requests need no bounce buffer. */
 void *qio_alloc_buffer(int64_t len, int pattern)
 {
     void *p = NULL;
@@ -235,6 +243,7 @@ void *qio_alloc_buffer(int64_t len, int pattern)
     return p;
 }
 
+/* write -s: the buffer repeats the file. */
 int qio_fill_from_file(void *buf, int64_t len, const char *file)
 {
     FILE *f = fopen(file, "r");
@@ -262,6 +271,7 @@ int qio_fill_from_file(void *buf, int64_t len, const char *file)
     return 0;
 }
 
+/* Warnings as QEMU prints them: "prog: warning: ...". */
 void qio_warn(const char *fmt, ...)
 {
     va_list ap;
@@ -369,6 +379,7 @@ static void qio_dump_value(FILE *f, json_t *v, int indent)
     free(keys);
 }
 
+/* Called by info with the "data" member of the format-specific object. */
 void qio_dump_specific_info(FILE *f, json_t *data, int indent)
 {
     qio_dump_value(f, data, indent);
@@ -399,6 +410,7 @@ static void qio_probe_one(void *opaque, const char *name)
     }
 }
 
+/* Called before every data write (write, writev, aio_write). */
 int qio_check_probed_write(QioState *s, int64_t offset, int64_t bytes, const void *buf)
 {
     if (!s->probed_raw || offset >= QIO_SECTOR_SIZE || bytes <= 0) {

@@ -199,6 +199,7 @@ static const QioCmd *qio_find_command(const char *name)
     return NULL;
 }
 
+/* Called by a command when its arguments do not parse. */
 void qio_command_usage(const QioCmd *ct)
 {
     printf("%s%s%s -- %s\n", ct->name, ct->args ? " " : "", ct->args ? ct->args : "",
@@ -300,6 +301,7 @@ out:
     return ret;
 }
 
+/* Defaults of both the program options and the open command. */
 void qio_open_opts_init(QioOpenOpts *oo)
 {
     memset(oo, 0, sizeof(*oo));
@@ -307,6 +309,7 @@ void qio_open_opts_init(QioOpenOpts *oo)
     oo->flags = BDRV_O_RDWR | BDRV_O_UNMAP;
 }
 
+/* -t / open -t. */
 int qio_parse_cache(QioOpenOpts *oo, const char *mode)
 {
     if (bdrv_parse_cache_mode(mode, &oo->flags) < 0) {
@@ -317,6 +320,7 @@ int qio_parse_cache(QioOpenOpts *oo, const char *mode)
     return 0;
 }
 
+/* -d / open -d. */
 int qio_parse_discard(QioOpenOpts *oo, const char *mode)
 {
     if (!strcmp(mode, "off") || !strcmp(mode, "ignore")) {
@@ -330,6 +334,7 @@ int qio_parse_discard(QioOpenOpts *oo, const char *mode)
     return 0;
 }
 
+/* -i / open -i. */
 int qio_parse_aio(QioOpenOpts *oo, const char *mode)
 {
     if (bdrv_parse_aio(mode, &oo->flags) < 0) {
@@ -422,6 +427,7 @@ out:
     return path;
 }
 
+/* The image named on the command line, or by the open command. */
 int qio_open_image(QioState *s, const char *name, const char *fmt, json_t *opts,
                    const QioOpenOpts *oo)
 {
@@ -524,6 +530,7 @@ fail:
     return ret;
 }
 
+/* close, and the end of the program. */
 void qio_close_image(QioState *s)
 {
     qio_print_deferred(s);
@@ -540,6 +547,7 @@ void qio_close_image(QioState *s)
     s->copy_on_read = false;
 }
 
+/* "aio_flush": every aio request has completed; print their output. */
 int qio_aio_flush_f(QioState *s, int argc, char **argv)
 {
     qio_print_deferred(s);
@@ -668,6 +676,7 @@ static bool qio_interactive(QioState *s)
     return failed;
 }
 
+/* Parse options, open the image, run -c commands or the prompt. */
 int main(int argc, char **argv)
 {
     static const struct option long_options[] = {
