@@ -17,6 +17,8 @@
 #define BDRV_PROBE_BYTES 2048
 /* Deepest backing chain we open; a deeper one is almost surely a loop. */
 #define BDRV_MAX_CHAIN_DEPTH 256
+/* Unit of every node's length. */
+#define BDRV_SECTOR_SIZE 512
 /* Bytes handled per step when write_zeroes falls back to writing a zero buffer. */
 #define BDRV_ZERO_CHUNK (1 << 20)
 
@@ -449,6 +451,10 @@ static void bdrv_unlock(BlockDriverState *bs)
     }
 }
 
+/*
+ * Length of a node. Like QEMU, lengths are whole 512-byte sectors: a 1000-byte raw
+ * file is a 1024-byte disk whose tail reads as zeroes.
+ */
 int64_t bdrv_getlength(BlockDriverState *bs)
 {
     if (!bs->drv->getlength) {
@@ -457,6 +463,9 @@ int64_t bdrv_getlength(BlockDriverState *bs)
     bdrv_lock(bs);
     int64_t len = bs->drv->getlength(bs);
     bdrv_unlock(bs);
+    if (len > 0 && len % BDRV_SECTOR_SIZE) {
+        len = ROUND_UP(len, BDRV_SECTOR_SIZE);
+    }
     return len;
 }
 
@@ -968,7 +977,9 @@ int bdrv_create(const BlockDriver *drv, const char *filename, QOpts *opts, Error
         return -ENOTSUP;
     }
     if (drv->create_opts) {
-        const QOptDesc *tables[] = { drv->create_opts, NULL };
+        /* Options of the protocol underneath (nocow, ...) pass through the format. */
+        const BlockDriver *proto = bdrv_find_protocol(filename);
+        const QOptDesc *tables[] = { drv->create_opts, proto->create_opts, NULL };
         int ret = qopts_validate(opts, tables, errp);
         if (ret < 0) {
             return ret;

@@ -537,6 +537,7 @@ static int file_preallocate(BDRVFileState *s, uint64_t from, uint64_t to, Preall
     return ret;
 }
 
+/* Resize; a regular file always gets exactly the size asked, as in QEMU. */
 static int file_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
                          PreallocMode prealloc, Error **errp)
 {
@@ -556,9 +557,6 @@ static int file_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
     if (prealloc == PREALLOC_MODE_METADATA) {
         error_setg(errp, "Unsupported preallocation mode: metadata");
         return -ENOTSUP;
-    }
-    if (!exact && (int64_t)offset <= cur) {
-        return 0;
     }
     if (prealloc != PREALLOC_MODE_OFF && (int64_t)offset > cur) {
         int ret = file_preallocate(s, cur, offset, prealloc, errp);

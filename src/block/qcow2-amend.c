@@ -208,6 +208,31 @@ static int walk_refcounts(BlockDriverState *bs, NewRefs *n, Error **errp)
                 return ret;
             }
         }
+        if (!rb) {
+            /*
+             * No block: all refcounts 0. Block sizes are powers of two of at least 64
+             * entries, so the runs below start and end on byte boundaries.
+             */
+            uint64_t left = s->refcount_block_size;
+            while (left) {
+                if (new_idx >= n->block_entries) {
+                    ret = new_block_done(bs, n, new_empty, errp);
+                    if (ret < 0) {
+                        return ret;
+                    }
+                    new_idx = 0;
+                    new_empty = true;
+                }
+                uint64_t run = QKIT_MIN(left, n->block_entries - new_idx);
+                if (n->block) {
+                    memset(n->block + new_idx * (uint64_t)new_bits / 8, 0,
+                           run * (uint64_t)new_bits / 8);
+                }
+                new_idx += run;
+                left -= run;
+            }
+            continue;
+        }
         for (uint64_t i = 0; i < s->refcount_block_size; i++) {
             if (new_idx >= n->block_entries) {
                 ret = new_block_done(bs, n, new_empty, errp);
@@ -217,7 +242,7 @@ static int walk_refcounts(BlockDriverState *bs, NewRefs *n, Error **errp)
                 new_idx = 0;
                 new_empty = true;
             }
-            uint64_t refcount = rb ? qcow2_refblock_get(s, rb, i) : 0;
+            uint64_t refcount = qcow2_refblock_get(s, rb, i);
             if (new_bits < MAX_REFCOUNT_BITS && (refcount >> new_bits)) {
                 uint64_t offset = ((rt << s->refcount_block_bits) + i) << s->cluster_bits;
                 error_setg(errp, "Cannot decrease refcount entry width to %i bits: Cluster "
@@ -232,14 +257,10 @@ static int walk_refcounts(BlockDriverState *bs, NewRefs *n, Error **errp)
             new_idx++;
             new_empty = new_empty && refcount == 0;
         }
-        if (rb) {
-            qcow2_cache_put(s->refcount_block_cache, &rb);
-        }
+        qcow2_cache_put(s->refcount_block_cache, &rb);
         continue;
 put_fail:
-        if (rb) {
-            qcow2_cache_put(s->refcount_block_cache, &rb);
-        }
+        qcow2_cache_put(s->refcount_block_cache, &rb);
         return ret;
     }
     if (new_idx > 0) {

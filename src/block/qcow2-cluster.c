@@ -1309,9 +1309,11 @@ int qcow2_preallocate(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
     if (flen < 0) {
         return (int)flen;
     }
-    if (last_host + last_len > (uint64_t)flen) {
+    /* qemu-img extends the file to the end of the last allocated cluster. */
+    uint64_t want = ROUND_UP(last_host + last_len, s->cluster_size);
+    if (last_len && want > (uint64_t)flen) {
         Error *err = NULL;
-        int ret = bdrv_truncate(bs->file, (int64_t)(last_host + last_len), false,
+        int ret = bdrv_truncate(bs->file, (int64_t)want, false,
                                 PREALLOC_MODE_OFF, &err);
         if (ret < 0) {
             error_free(err);

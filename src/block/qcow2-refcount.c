@@ -503,6 +503,10 @@ int qcow2_update_refcount(BlockDriverState *bs, int64_t offset, int64_t length,
                 qcow2_cache_put(s->refcount_block_cache, &rb);
             }
             ret = alloc_refcount_block(bs, cluster_index, &rb);
+            if (ret == -EAGAIN && s->free_cluster_index > (start >> s->cluster_bits)) {
+                /* The caller searches again: the same clusters may still be free. */
+                s->free_cluster_index = start >> s->cluster_bits;
+            }
             if (ret < 0) {
                 rb = NULL;
                 goto fail;

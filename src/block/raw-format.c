@@ -140,7 +140,7 @@ static int raw_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     return 0;
 }
 
-/* Measure: a raw image needs its full size, with or without data. */
+/* Measure: a raw image needs its full size, with or without data (as qemu-img says). */
 static int raw_measure(QOpts *opts, BlockDriverState *in_bs, BlockMeasureInfo *info,
                        Error **errp)
 {
@@ -161,31 +161,9 @@ static int raw_measure(QOpts *opts, BlockDriverState *in_bs, BlockMeasureInfo *i
         error_setg(errp, "Invalid parameter '%s'", pa);
         return -EINVAL;
     }
+    /* A raw image holds every byte of the disk, whatever the source has allocated. */
     info->fully_allocated = size;
     info->required = size;
-    if (in_bs && prealloc == PREALLOC_MODE_OFF) {
-        /* Only the allocated parts of the input need space. */
-        uint64_t required = 0;
-        for (int64_t off = 0; off < (int64_t)size;) {
-            int64_t pnum;
-            int ret = bdrv_block_status_above(in_bs, NULL, off, size - off, &pnum, NULL,
-                                              NULL, NULL);
-            if (ret < 0) {
-                error_setg_errno(errp, -ret, "Unable to get block status");
-                return ret;
-            }
-            if (pnum <= 0) {
-                break;
-            }
-            if (!(ret & BDRV_BLOCK_ZERO) && (ret & BDRV_BLOCK_DATA)) {
-                required += pnum;
-            }
-            off += pnum;
-        }
-        info->required = required;
-    } else if (!in_bs && prealloc == PREALLOC_MODE_OFF) {
-        info->required = size;
-    }
     return 0;
 }
 

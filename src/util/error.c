@@ -25,7 +25,9 @@ static char *vformat(const char *fmt, va_list ap)
 
 void error_set_progname(const char *argv0)
 {
-    progname = argv0;
+    /* Messages name the program by its base name, as QEMU's tools do. */
+    const char *slash = strrchr(argv0, '/');
+    progname = slash ? slash + 1 : argv0;
 }
 
 const char *error_get_progname(void)
