@@ -24,8 +24,10 @@ count() {
     p=$(grep -c '^PASS: ' "$log"); f=$(grep -c '^FAIL: ' "$log"); s=$(grep -c '^SKIP: ' "$log")
     pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + s))
     # A skip must say why; one that does not is shown with a note.
-    sed -n -e '/^SKIP: .*(.*)$/p' -e '/^SKIP: [^(]*$/s/$/ (no reason given)/p' \
-        -e '/^FAIL: /,/^\(PASS\|FAIL\|SKIP\): /{/^\(FAIL: \|  \)/p}' "$log"
+    awk '/^FAIL: / { ctx = 1; print; next }
+         /^SKIP: / { ctx = 0; print $0 (/\(.*\)$/ ? "" : " (no reason given)"); next }
+         /^PASS: / { ctx = 0; next }
+         /^  / && ctx { print }' "$log"
     while IFS= read -r l; do failed_names+=("${l#FAIL: }"); done < <(grep '^FAIL: ' "$log")
     : > "$log"
 }
@@ -99,7 +101,8 @@ fi
 
 if [ $fail -gt 0 ]; then
     echo "failed:"
-    printf '  %s\n' "${failed_names[@]}"
+    printf '  %s\n' "${failed_names[@]}" | head -40
+    [ ${#failed_names[@]} -le 40 ] || echo "  ... and $(( ${#failed_names[@]} - 40 )) more"
 fi
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
