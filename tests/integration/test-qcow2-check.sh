@@ -16,7 +16,7 @@ if ! command -v python3 >/dev/null; then
 fi
 t_need "qcow2-check: tools built" "$QKIT_IMG" || exit 0
 
-TOOL="python3 $TOP/tests/integration/qcow2_tool.py"
+TOOL="python3 -S $TOP/tests/integration/qcow2_tool.py"
 cd "$T"
 
 # mk NAME [create options]: a 64M image with data in clusters 5-7 of a fresh layout.

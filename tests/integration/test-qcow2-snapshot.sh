@@ -15,7 +15,7 @@ if ! command -v python3 >/dev/null; then
 fi
 t_need "qcow2-snapshot: tools built" "$QKIT_IMG" || exit 0
 
-TOOL="python3 $TOP/tests/integration/qcow2_tool.py"
+TOOL="python3 -S $TOP/tests/integration/qcow2_tool.py"
 # The DATE column differs between two runs made a second apart.
 NODATE='s/ [0-9]\{4\}-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9] / DATE /'
 cd "$T"
