@@ -664,8 +664,9 @@ static int convert_align_file_end(ConvertState *s, Error **errp)
     if (file == s->target) {
         return 0;
     }
+    /* The length may already read as rounded up while the file is not: truncate anyway. */
     int64_t len = bdrv_getlength(file);
-    if (len < 0 || len % CONVERT_SECTOR_SIZE == 0) {
+    if (len < 0) {
         return 0;
     }
     return bdrv_truncate(file, ROUND_UP(len, CONVERT_SECTOR_SIZE), false, PREALLOC_MODE_OFF,

@@ -25,9 +25,9 @@ run_tool() {
     local tool=$1; shift
     local out rc
     out=$(timeout "$T_TIMEOUT" "$tool" "$@" 2>&1); rc=$?
-    printf '%s\nrc=%d\n' "$out" "$rc" | sed -e "s|$QKIT_IMG|qemu-img|g" \
-        -e 's/Run completed in [0-9.]* seconds/Run completed in X seconds/' \
-        -e 's/#block[0-9]*/#blockN/g'
+    printf '%s\nrc=%d\n' "$out" "$rc" | swap_names |
+        sed -e 's/Run completed in [0-9.]* seconds/Run completed in X seconds/' \
+            -e 's/#block[0-9]*/#blockN/g' -e $'s/\rqkit-img: /\rqemu-img: /'
 }
 
 # same_output NAME ARGS...: qkit-img and qemu-img print the same and exit alike.
@@ -257,6 +257,12 @@ nonexist out.1
 -p small.raw out.1
 -p nonexist out.1
 EOF
+
+# The target cannot be a source: the sources do not share write access.
+cp small.raw self.raw
+same_output "convert msg: target is the source" convert -f raw -O raw self.raw self.raw
+same_output "convert msg: -n target is the source" convert -n -f raw -O raw self.raw self.raw
+t_ok "convert: a source named as target is left intact" cmp small.raw self.raw
 
 # ---- dd ----
 while read -r args; do
