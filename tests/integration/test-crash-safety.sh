@@ -5,7 +5,7 @@
 #  - every flushed write reads back (QEMU's qemu-img convert is the reader; the whole
 #    disk is compared with what the log says, bytes of unflushed writes excepted), and
 #    qkit-io reads the last flushed writes back with read -P;
-#  - `qemu-img check` finds at worst leaked clusters;
+#  - `qemu-img check` finds at worst leaked clusters, and `qkit-img check` agrees;
 #  - `qkit-img check -r leaks` makes it clean (`qemu-img check` exits 0) without
 #    changing what the disk reads.
 # The image carries over from round to round; rounds alternate cache=writeback/none.
@@ -116,6 +116,11 @@ while [ $round -lt "$ROUNDS" ] && [ $((SECONDS - start)) -lt "$BUDGET" ]; do
     state="check clean"; [ $rc -eq 3 ] && state="leaks repaired"
     if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
         problems+=("qemu-img check after the crash: exit $rc (0 or 3=leaks expected)" "$out")
+    fi
+    cout=$(timeout 60 "$QKIT_IMG" check -f qcow2 "$img" 2>&1); crc=$?
+    if [ $crc -ne $rc ]; then
+        problems+=("qkit-img check exits $crc, qemu-img check $rc" "qkit-img: $cout"
+                   "qemu-img: $out")
     fi
     rout=$(timeout 60 "$QKIT_IMG" check -r leaks -f qcow2 "$img" 2>&1); rrc=$?
     out=$(qemu-img check -f qcow2 "$img" 2>&1); rc=$?
