@@ -123,6 +123,11 @@ struct BlockDriver {
     bool supports_backing;
     /* Users let others write too (raw does, as in QEMU; formats with metadata don't). */
     bool shares_write;
+    /*
+     * Names of the open options the driver reads (NULL-terminated); any other key
+     * is refused, as QEMU does. NULL: the driver takes anything.
+     */
+    const char *const *open_opts;
 
     /* Score 0..100 for how sure the driver is that buf (first bytes) is its format. */
     int (*probe)(const uint8_t *buf, int buf_size, const char *filename);

@@ -93,6 +93,91 @@ static void bdrv_free(BlockDriverState *bs)
     free(bs);
 }
 
+/* Options every node takes, whatever its driver (handled here in the core). */
+static const char *const bdrv_common_opts[] = {
+    "driver", "node-name", "read-only", "auto-read-only", "force-share", "cache",
+    "discard", "detect-zeroes", NULL,
+};
+
+static bool bdrv_opt_listed(const char *const *list, const char *key)
+{
+    for (; list && *list; list++) {
+        if (!strcmp(*list, key)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Refuse an option the driver does not know, worded as QEMU words it. */
+static int bdrv_check_open_opts(const BlockDriver *drv, json_t *options, bool format,
+                                Error **errp)
+{
+    const char *key;
+    json_t *val;
+    if (!drv->open_opts) {
+        return 0;
+    }
+    json_object_foreach(options, key, val) {
+        if (bdrv_opt_listed(bdrv_common_opts, key) || bdrv_opt_listed(drv->open_opts, key) ||
+            (format && (!strcmp(key, "file") || !strcmp(key, "backing"))) ||
+            (!format && !strcmp(key, "filename"))) {
+            continue;
+        }
+        if (format) {
+            error_setg(errp, "Block format '%s' does not support the option '%s'",
+                       drv->format_name, key);
+        } else {
+            error_setg(errp, "Block protocol '%s' doesn't support the option '%s'",
+                       drv->format_name, key);
+        }
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Turn the common options (read-only, cache.*, discard, force-share) into flags. */
+static int bdrv_apply_common_opts(json_t *options, int *flags, Error **errp)
+{
+    bool b;
+    json_t *cache = json_object_get(options, "cache");
+    if (qdict_get_bool_opt(options, "read-only", false, &b, errp) < 0) {
+        return -EINVAL;
+    }
+    if (b) {
+        *flags &= ~BDRV_O_RDWR;
+    }
+    if (qdict_get_bool_opt(options, "force-share", false, &b, errp) < 0) {
+        return -EINVAL;
+    }
+    if (b) {
+        *flags |= BDRV_O_FORCE_SHARE;
+    }
+    if (json_is_object(cache)) {
+        if (qdict_get_bool_opt(cache, "direct", !!(*flags & BDRV_O_NOCACHE), &b, errp) < 0) {
+            return -EINVAL;
+        }
+        *flags = b ? (*flags | BDRV_O_NOCACHE) : (*flags & ~BDRV_O_NOCACHE);
+        if (qdict_get_bool_opt(cache, "no-flush", !!(*flags & BDRV_O_NO_FLUSH), &b,
+                               errp) < 0) {
+            return -EINVAL;
+        }
+        *flags = b ? (*flags | BDRV_O_NO_FLUSH) : (*flags & ~BDRV_O_NO_FLUSH);
+    }
+    const char *discard = qdict_get_str(options, "discard");
+    if (discard) {
+        if (!strcmp(discard, "unmap") || !strcmp(discard, "on")) {
+            *flags |= BDRV_O_UNMAP;
+        } else if (!strcmp(discard, "ignore") || !strcmp(discard, "off")) {
+            *flags &= ~BDRV_O_UNMAP;
+        } else {
+            error_setg(errp, "Invalid discard option");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 /* Open a protocol node (file, nbd, ...) named by filename and/or options. */
 static BlockDriverState *bdrv_open_protocol(const char *filename, const BlockDriver *drv,
                                             json_t *options, int flags, Error **errp)
@@ -110,6 +195,10 @@ static BlockDriverState *bdrv_open_protocol(const char *filename, const BlockDri
     }
     if (fn && !qdict_get_str(options, "filename")) {
         json_object_set_new(options, "filename", json_string(fn));
+    }
+    if (bdrv_apply_common_opts(options, &flags, errp) < 0 ||
+        bdrv_check_open_opts(drv, options, false, errp) < 0) {
+        return NULL;
     }
     BlockDriverState *bs = bdrv_new(drv, fn, flags);
     int ret = drv->open(bs, options, flags, errp);
@@ -274,7 +363,7 @@ static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
     BlockDriverState *bs = NULL;
     if ((drv && drv_is_protocol(drv)) || (!drv && (flags & BDRV_O_PROTOCOL))) {
         bs = bdrv_open_protocol(filename, drv, options, flags & ~BDRV_O_WRITETHROUGH, errp);
-        if (bs && bdrv_take_perm(bs, NULL, flags, errp) < 0) {
+        if (bs && bdrv_take_perm(bs, NULL, bs->open_flags, errp) < 0) {
             bdrv_unref(bs);
             bs = NULL;
         }
@@ -285,7 +374,11 @@ static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
         return bs;
     }
 
-    /* A format node: open its protocol child first. */
+    /* A format node: its common options apply to its child too; open the child first. */
+    if (bdrv_apply_common_opts(options, &flags, errp) < 0) {
+        json_decref(options);
+        return NULL;
+    }
     json_t *fopts = json_object_get(options, "file");
     json_t *child_opts;
     const char *child_name = filename;
@@ -338,7 +431,8 @@ static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
         error_setg(errp, "Driver '%s' is not a format", drv->format_name);
         return NULL;
     }
-    if (bdrv_take_perm(file, drv, flags, errp) < 0) {
+    if (bdrv_check_open_opts(drv, options, true, errp) < 0 ||
+        bdrv_take_perm(file, drv, flags, errp) < 0) {
         bdrv_unref(file);
         json_decref(options);
         return NULL;

@@ -178,11 +178,6 @@ static int file_open(BlockDriverState *bs, json_t *options, int flags, Error **e
         error_setg(errp, "Parameter 'aio' does not accept value '%s'", aio);
         return -EINVAL;
     }
-    const char *cache_direct = qdict_get_str(options, "cache.direct");
-    bool direct;
-    if (cache_direct && qkit_strtobool(cache_direct, &direct) == 0 && direct) {
-        flags |= BDRV_O_NOCACHE;
-    }
     if ((flags & BDRV_O_NATIVE_AIO) && !(flags & BDRV_O_NOCACHE)) {
         error_setg(errp, "aio=native was specified, but it requires cache.direct=on, "
                    "which was not specified.");
@@ -657,6 +652,10 @@ static int file_create(const char *filename, QOpts *opts, Error **errp)
     return ret;
 }
 
+static const char *const file_open_opts[] = {
+    "locking", "aio", "aio-max-batch", "pr-manager", "x-check-cache-dropped", NULL,
+};
+
 static const QOptDesc file_create_opts[] = {
     { "size", QOPT_SIZE, "Virtual disk size", NULL },
     { "preallocation", QOPT_STRING,
@@ -672,6 +671,7 @@ const BlockDriver bdrv_file = {
     .protocol_name = "file",
     .instance_size = sizeof(BDRVFileState),
     .thread_safe = true,
+    .open_opts = file_open_opts,
     .open = file_open,
     .close = file_close,
     .set_perm = file_set_perm,

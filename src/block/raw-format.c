@@ -167,6 +167,8 @@ static int raw_measure(QOpts *opts, BlockDriverState *in_bs, BlockMeasureInfo *i
     return 0;
 }
 
+static const char *const raw_open_opts[] = { "offset", "size", NULL };
+
 static const QOptDesc raw_create_opts[] = {
     { "size", QOPT_SIZE, "Virtual disk size", NULL },
     { "preallocation", QOPT_STRING,
@@ -182,6 +184,7 @@ const BlockDriver bdrv_raw = {
     .instance_size = sizeof(BDRVRawState),
     .thread_safe = true,
     .shares_write = true,
+    .open_opts = raw_open_opts,
     .probe = raw_probe,
     .open = raw_open,
     .pread = raw_pread,

@@ -170,6 +170,34 @@ static void test_open_missing(void **state)
     error_free(err);
 }
 
+/* Options a driver does not know are refused with QEMU's wording; known ones work. */
+static void test_open_options(void **state)
+{
+    Error *err = NULL;
+    json_t *opts = json_pack("{s:s, s:{s:s, s:s}}", "bogus", "1", "file", "filename",
+                             test_path, "driver", "file");
+    assert_null(bdrv_open(NULL, "raw", opts, 0, &err));
+    assert_string_equal(error_get_pretty(err),
+                        "Block format 'raw' does not support the option 'bogus'");
+    error_free(err);
+    err = NULL;
+    opts = json_pack("{s:{s:s, s:s}}", "file", "filename", test_path, "zz", "1");
+    assert_null(bdrv_open(NULL, "raw", opts, 0, &err));
+    assert_string_equal(error_get_pretty(err),
+                        "Block protocol 'file' doesn't support the option 'zz'");
+    error_free(err);
+    /* read-only=on wins over a read-write open; cache.direct reaches the file. */
+    opts = json_pack("{s:s, s:{s:b}, s:{s:s}}", "read-only", "on", "cache", "direct", 1,
+                     "file", "filename", test_path);
+    BlockDriverState *bs = bdrv_open(NULL, "raw", opts, BDRV_O_RDWR, NULL);
+    assert_non_null(bs);
+    assert_true(bs->read_only);
+    assert_true(bs->file->open_flags & BDRV_O_NOCACHE);
+    uint8_t b[16] = { 0 };
+    assert_int_equal(bdrv_pwrite(bs, 0, sizeof(b), b, 0), -EACCES);
+    bdrv_unref(bs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +206,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_locking, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncate_and_window, setup, teardown),
         cmocka_unit_test(test_open_missing),
+        cmocka_unit_test_setup_teardown(test_open_options, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
