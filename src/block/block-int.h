@@ -8,4 +8,7 @@
 /* NULL-terminated list of every driver, protocols and formats (drivers.c). */
 extern const BlockDriver *const bdrv_drivers[];
 
+/* The file protocol's create options, which raw takes as its own. */
+extern const QOptDesc file_create_opts[];
+
 #endif

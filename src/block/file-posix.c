@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "qkit/block.h"
+#include "block-int.h"
 #include "qkit/cutils.h"
 
 /* Lock bytes: a holder of permission bit N locks byte 100+N; a user that does not let
@@ -656,7 +656,7 @@ static const char *const file_open_opts[] = {
     "locking", "aio", "aio-max-batch", "pr-manager", "x-check-cache-dropped", NULL,
 };
 
-static const QOptDesc file_create_opts[] = {
+const QOptDesc file_create_opts[] = {
     { "size", QOPT_SIZE, "Virtual disk size", NULL },
     { "preallocation", QOPT_STRING,
       "Preallocation mode (allowed values: off, falloc, full)", NULL },

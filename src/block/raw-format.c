@@ -7,7 +7,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "qkit/block.h"
+#include "block-int.h"
 #include "qkit/cutils.h"
 
 typedef struct BDRVRawState {
@@ -169,16 +169,6 @@ static int raw_measure(QOpts *opts, BlockDriverState *in_bs, BlockMeasureInfo *i
 
 static const char *const raw_open_opts[] = { "offset", "size", NULL };
 
-static const QOptDesc raw_create_opts[] = {
-    { "size", QOPT_SIZE, "Virtual disk size", NULL },
-    { "preallocation", QOPT_STRING,
-      "Preallocation mode (allowed values: off, falloc, full)", NULL },
-    { "nocow", QOPT_BOOL, "Turn off copy-on-write (valid only on btrfs)", NULL },
-    { "extent_size_hint", QOPT_SIZE, "Extent size hint for the image file, 0 to disable",
-      NULL },
-    { NULL },
-};
-
 const BlockDriver bdrv_raw = {
     .format_name = "raw",
     .instance_size = sizeof(BDRVRawState),
@@ -196,7 +186,8 @@ const BlockDriver bdrv_raw = {
     .getlength = raw_getlength,
     .has_zero_init = raw_has_zero_init,
     .create = raw_create,
-    .create_opts = raw_create_opts,
+    /* A raw image is its file: the create options are the file protocol's. */
+    .create_opts = file_create_opts,
     .get_info = raw_get_info,
     .measure = raw_measure,
 };
