@@ -466,7 +466,9 @@ static int check_bitmaps_refcounts(CheckState *c, BdrvCheckResult *res)
     uint64_t *table = NULL;
     int ret = 0;
 
-    if (!s->has_bitmaps_ext || s->bitmaps_ext.nb_bitmaps == 0) {
+    /* Without the autoclear bit the extension is stale: its clusters are not in use. */
+    if (!s->has_bitmaps_ext || !(s->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ||
+        s->bitmaps_ext.nb_bitmaps == 0) {
         return 0;
     }
     uint64_t dir_off = s->bitmaps_ext.bitmap_directory_offset;

@@ -794,6 +794,20 @@ int qcow2_snapshot_list(BlockDriverState *bs, QkitSnapshotInfo **psn)
 }
 
 /*
+ * Print an error found by check the way QEMU's check does (error_report style, with the
+ * program name and the hint), then free it. Check is the one place that prints.
+ */
+static void report_check_error(Error *err, const char *prefix)
+{
+    const char *hint = error_get_hint(err);
+    fprintf(stderr, "%s: %s%s\n", error_get_progname(), prefix, error_get_pretty(err));
+    if (hint) {
+        fputs(hint, stderr);
+    }
+    error_free(err);
+}
+
+/*
  * check: re-read the snapshot table from the header (open may have skipped it), with
  * repair when fix has BDRV_FIX_ERRORS. Counts problems in res.
  */
@@ -834,8 +848,7 @@ int qcow2_check_read_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, 
                                "snapshot table", &err);
     if (ret < 0) {
         res->check_errors++;
-        fprintf(stderr, "ERROR %s\n", error_get_pretty(err));
-        error_free(err);
+        report_check_error(err, "ERROR ");
         if (nb > QCOW2_MAX_SNAPSHOTS) {
             fprintf(stderr, "You can force-remove all %u overhanging snapshots with "
                     "qemu-img check -r all\n", nb - QCOW2_MAX_SNAPSHOTS);
@@ -850,9 +863,7 @@ int qcow2_check_read_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, 
                            &extra_dropped, &err);
     if (ret < 0) {
         res->check_errors++;
-        fprintf(stderr, "ERROR failed to read the snapshot table: %s\n",
-                error_get_pretty(err));
-        error_free(err);
+        report_check_error(err, "ERROR failed to read the snapshot table: ");
         s->snapshots_offset = 0;
         s->nb_snapshots = 0;
         return ret;
