@@ -198,6 +198,53 @@ t_eq "dirty image: repair on open prints what qemu-img prints" "$qa" "$ka"
 t_eq "dirty image: repaired on open" "$($TOOL q.qcow2 dump)" "$($TOOL k.qcow2 dump)"
 t_ok "dirty image: clean after repair on open" qemu-img check k.qcow2
 
+# Snapshot table entries: one without the extra data v3 requires, one with too much.
+mk snaps.qcow2
+qemu-img snapshot -c s1 snaps.qcow2
+qemu-img snapshot -c s2 snaps.qcow2
+for mode in short long; do
+    cp snaps.qcow2 "snap-$mode.qcow2"
+    python3 - "snap-$mode.qcow2" "$mode" <<'EOF'
+import struct, sys
+# Rewrite the snapshot table at the end of the file with entry 0 changed.
+path, mode = sys.argv[1:]
+f = open(path, 'r+b')
+d = bytearray(f.read())
+nb, off = struct.unpack('>IQ', d[60:72])
+entries = []
+for i in range(nb):
+    off = (off + 7) & ~7
+    h = bytearray(d[off:off + 40])
+    eds = struct.unpack('>I', h[36:40])[0]
+    idl, nml = struct.unpack('>HH', h[12:16])
+    entries.append([h, bytes(d[off + 40:off + 40 + eds]),
+                    bytes(d[off + 40 + eds:off + 40 + eds + idl + nml])])
+    off += 40 + eds + idl + nml
+entries[0][1] = b'' if mode == 'short' else entries[0][1] + b'\xab' * 2000
+table = b''
+for h, extra, names in entries:
+    table += b'\0' * (-len(table) % 8)
+    h[36:40] = struct.pack('>I', len(extra))
+    table += bytes(h) + extra + names
+cs = 1 << struct.unpack('>I', d[20:24])[0]
+new = (len(d) + cs - 1) // cs * cs
+d += b'\0' * (new - len(d)) + table
+d[64:72] = struct.pack('>Q', new)
+f.seek(0)
+f.write(d)
+EOF
+    compare_check "snapshot table entry with $mode extra data" "snap-$mode.qcow2"
+done
+
+# Persistent bitmaps: their clusters are in use while the extension is valid.
+mk bitmaps.qcow2
+qemu-img bitmap --add bitmaps.qcow2 b0
+qemu-img bitmap --add bitmaps.qcow2 b1
+cp bitmaps.qcow2 k.qcow2
+qa=$(qemu-img check bitmaps.qcow2 2>&1; echo "rc=$?")
+ka=$("$QKIT_IMG" check k.qcow2 2>&1 | swap_names; echo "rc=${PIPESTATUS[0]}")
+t_eq "image with bitmaps: check" "$qa" "$ka"
+
 # JSON output of a damaged image.
 cp leak.qcow2 k.qcow2
 qa=$(qemu-img check --output=json leak.qcow2 2>/dev/null; echo "rc=$?")
