@@ -112,7 +112,8 @@ compare_check "OFLAG_COPIED missing" copied.qcow2
 # OFLAG_COPIED set on a compressed cluster.
 mk cflag.qcow2
 qemu-io -c 'write -c -P 3 2M 64k' cflag.qcow2 >/dev/null
-$TOOL cflag.qcow2 l2 0 32 "$(python3 -c "print(hex(int('$($TOOL cflag.qcow2 l2 0 32)', 16) | 1 << 63))")"
+entry=$($TOOL cflag.qcow2 l2 0 32)
+$TOOL cflag.qcow2 l2 0 32 "$(python3 -c "print(hex($entry | 1 << 63))")"
 compare_check "OFLAG_COPIED on a compressed cluster" cflag.qcow2
 
 # Data cluster past the end of the file.
