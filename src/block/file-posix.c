@@ -33,8 +33,12 @@ static const char *const file_perm_names[FILE_PERM_COUNT] = {
     "consistent read", "write", "write unchanged", "resize",
 };
 
-/* Alignment used with O_DIRECT (covers 512 and 4096-byte sector devices). */
+/* Memory alignment of O_DIRECT buffers (covers 512 and 4096-byte sector devices). */
 #define FILE_DIRECT_ALIGN 4096
+/* Smallest request size tried when probing what O_DIRECT accepts. */
+#define FILE_SECTOR_SIZE 512
+/* A new, empty file gets its first block written (see file_allocate_first_block). */
+#define FILE_FIRST_BLOCK 4096
 /* Entries in the io_uring submission queue of one node. */
 #define FILE_URING_ENTRIES 64
 
@@ -160,6 +164,49 @@ static int file_open_fd(const char *path, int flags, Error **errp)
     return fd;
 }
 
+/* The smallest request size an O_DIRECT fd accepts: 512 where the device allows. */
+static uint32_t file_probe_direct_align(int fd)
+{
+    void *buf;
+    if (posix_memalign(&buf, FILE_DIRECT_ALIGN, FILE_DIRECT_ALIGN)) {
+        return FILE_DIRECT_ALIGN;
+    }
+    uint32_t align = FILE_DIRECT_ALIGN;
+    for (uint32_t sz = FILE_SECTOR_SIZE; sz < FILE_DIRECT_ALIGN; sz *= 2) {
+        if (pread(fd, buf, sz, 0) >= 0 || errno != EINVAL) {
+            align = sz;
+            break;
+        }
+    }
+    free(buf);
+    return align;
+}
+
+/*
+ * Write zeroes over the first block of a file that has just grown from empty, as
+ * QEMU does: it keeps later O_DIRECT alignment probing working on that file, and
+ * makes `map` of a new raw image report the same first extent as QEMU's.
+ */
+static int file_allocate_first_block(int fd, uint64_t size)
+{
+    size_t n = size < FILE_FIRST_BLOCK ? FILE_SECTOR_SIZE : FILE_FIRST_BLOCK;
+    void *zero;
+    if (size == 0) {
+        return 0;
+    }
+    if (posix_memalign(&zero, FILE_DIRECT_ALIGN, n)) {
+        return -ENOMEM;
+    }
+    memset(zero, 0, n);
+    ssize_t done;
+    do {
+        done = pwrite(fd, zero, n, 0);
+    } while (done < 0 && errno == EINTR);
+    int ret = done < 0 ? -errno : 0;
+    free(zero);
+    return ret;
+}
+
 static int file_open(BlockDriverState *bs, json_t *options, int flags, Error **errp)
 {
     BDRVFileState *s = bs->opaque;
@@ -197,7 +244,7 @@ static int file_open(BlockDriverState *bs, json_t *options, int flags, Error **e
         error_setg(errp, "'%s' is a directory", fn);
         return -EISDIR;
     }
-    bs->request_alignment = (flags & BDRV_O_NOCACHE) ? FILE_DIRECT_ALIGN : 1;
+    bs->request_alignment = (flags & BDRV_O_NOCACHE) ? file_probe_direct_align(s->fd) : 1;
     /* io_uring for aio=io_uring and aio=native alike; threads means plain syscalls. */
     s->use_uring = flags & (BDRV_O_IO_URING | BDRV_O_NATIVE_AIO);
     pthread_mutex_init(&s->ring_lock, NULL);
@@ -564,6 +611,9 @@ static int file_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
         error_setg_errno(errp, err, "Failed to resize the file");
         return -err;
     }
+    if (cur == 0 && prealloc == PREALLOC_MODE_OFF) {
+        return file_allocate_first_block(s->fd, offset);
+    }
     return 0;
 }
 
@@ -628,6 +678,8 @@ static int file_create(const char *filename, QOpts *opts, Error **errp)
         close(fd);
         return 0;
     }
+    /* Images are whole 512-byte sectors. */
+    size = ROUND_UP(size, FILE_SECTOR_SIZE);
     if (ftruncate(fd, 0) < 0 || ftruncate(fd, size) < 0) {
         int err = errno;
         close(fd);
@@ -643,6 +695,11 @@ static int file_create(const char *filename, QOpts *opts, Error **errp)
             if (ret == 0 && ftruncate(fd, size) < 0) {
                 ret = -errno;
             }
+        }
+    } else {
+        ret = file_allocate_first_block(fd, size);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not write the first block");
         }
     }
     if (close(fd) < 0 && ret == 0) {
