@@ -153,6 +153,16 @@ mk reft-zero.qcow2
 $TOOL reft-zero.qcow2 reft 0 0
 compare_check "refcount table entry cleared" reft-zero.qcow2
 
+# Several refcount blocks (4k clusters): one block lost and a cluster's count zeroed;
+# the rebuild must place blocks and table exactly where qemu-img does.
+rm -f multi.qcow2
+qemu-img create -q -f qcow2 -o cluster_size=4k multi.qcow2 64M
+qemu-io -c 'write -P 1 0 6M' -c 'write -P 2 20M 3M' -c 'write -c -P 4 40M 256k' \
+    multi.qcow2 >/dev/null
+$TOOL multi.qcow2 reft 1 0
+$TOOL multi.qcow2 rc 3 0
+compare_check "several refcount blocks, one lost" multi.qcow2
+
 # Refcount block whose own refcount is wrong.
 mk rb-rc.qcow2
 $TOOL rb-rc.qcow2 rc 2 2
