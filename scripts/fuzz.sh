@@ -94,10 +94,16 @@ replay_regressions() {
     done
 }
 
-# The sanitizer or libFuzzer report in a log, indented, cut short.
+# The first sanitizer or libFuzzer report in a log, its top frames only, and where the
+# input was saved.
 show_report() {
-    grep -E -A14 '^==[0-9]+==ERROR|runtime error|^SUMMARY|ALARM|deadly signal|out-of-memory' \
-        "$1" | grep -v '^    #1[0-9] ' | head -40 | sed 's/^/  /'
+    awk '/^==[0-9]+==ERROR|runtime error:|ALARM: working on the last Unit|out-of-memory \(/ {
+             on = 1 }
+         on && /^ *#[0-9]+ / { split($1, f, "#"); if (f[2] + 0 > 6) next }
+         on { print; n++ }
+         on && /^SUMMARY/ { exit }
+         n > 30 { exit }' "$1" | sed 's/^/  /'
+    grep -h 'Test unit written to' "$1" | head -1 | sed 's/^/  /'
 }
 
 # The short run: one PASS/FAIL line per target, with context on failure.
