@@ -36,6 +36,7 @@
 #define BDRV_O_FORCE_SHARE  0x20000 /* -U: take no locks that would stop other users */
 #define BDRV_O_NO_IO        0x40000 /* metadata only (info): no data will be read */
 #define BDRV_O_PROTOCOL     0x80000 /* the filename names a protocol node, no format */
+#define BDRV_O_NO_SHARE     0x100000 /* let nobody else write, even where the format shares */
 
 /* Flags for read/write requests. */
 #define BDRV_REQ_FUA              0x01 /* the write is durable when the call returns */

@@ -270,7 +270,8 @@ static int bdrv_take_perm(BlockDriverState *file, const BlockDriver *fmt_drv, in
     if (flags & BDRV_O_RDWR) {
         perm |= BLK_PERM_WRITE | BLK_PERM_RESIZE;
     }
-    if ((flags & BDRV_O_FORCE_SHARE) || !fmt_drv || fmt_drv->shares_write) {
+    if ((flags & BDRV_O_FORCE_SHARE) ||
+        (!(flags & BDRV_O_NO_SHARE) && (!fmt_drv || fmt_drv->shares_write))) {
         unshared = 0;
     }
     return file->drv->set_perm(file, perm, unshared, errp);
@@ -408,8 +409,10 @@ static BlockDriverState *bdrv_open_depth(const char *filename, const char *fmt,
             return NULL;
         }
     }
+    /* A format's file child passes discards down (QEMU's discard=unmap default there). */
     BlockDriverState *file = bdrv_open_protocol(child_name, pdrv, child_opts,
-                                                flags & ~BDRV_O_WRITETHROUGH, errp);
+                                                (flags & ~BDRV_O_WRITETHROUGH) | BDRV_O_UNMAP,
+                                                errp);
     json_decref(child_opts);
     if (!file) {
         json_decref(options);

@@ -452,28 +452,6 @@ static int convert_check_compress(const BlockDriver *drv, const QOpts *opts)
     return 0;
 }
 
-/*
- * Sources are opened without sharing write access (QEMU's BDRV_O_NO_SHARE), so the
- * target cannot be the source itself nor an image someone is writing: the raw
- * format otherwise shares it. bdrv_open has no such flag, so the file node's
- * permissions are narrowed right after the open. -1 after the message.
- */
-static int convert_unshare_source(BlockDriverState *src, const char *name)
-{
-    BlockDriverState *file = bdrv_get_protocol(src);
-    if (!file || !file->drv->set_perm) {
-        return 0;
-    }
-    Error *err = NULL;
-    if (file->drv->set_perm(file, BLK_PERM_CONSISTENT_READ, BLK_PERM_WRITE | BLK_PERM_RESIZE,
-                            &err) < 0) {
-        error_prepend(&err, "Could not open '%s': ", name);
-        error_report_err(err);
-        return -1;
-    }
-    return 0;
-}
-
 /* Progress hook of the engine: redraw the -p line. */
 static void convert_progress(void *opaque, float done, float total)
 {
@@ -499,7 +477,8 @@ static int convert_run(ConvertArgs *a, int nsrc, char **src_names, const char *o
     Error *err = NULL;
     int64_t total_bytes = 0;
     int ret = -1;
-    int src_flags = 0;
+    /* Sources let nobody write: the target cannot be a source, even a raw one. */
+    int src_flags = BDRV_O_NO_SHARE;
 
     if (!src) {
         abort();
@@ -518,7 +497,7 @@ static int convert_run(ConvertArgs *a, int nsrc, char **src_names, const char *o
     for (int i = 0; i < nsrc; i++) {
         src[i] = img_open(a->image_opts, src_names[i], a->fmt, src_flags, false, a->quiet,
                           a->force_share);
-        if (!src[i] || (!a->force_share && convert_unshare_source(src[i], src_names[i]) < 0)) {
+        if (!src[i]) {
             goto out;
         }
         int64_t len = bdrv_getlength(src[i]);
