@@ -57,14 +57,17 @@ int qkit_strtosz(const char *str, char default_suffix, uint64_t *result)
         *result = ip;
         return 0;
     }
+    /* A fraction is plain decimal digits: no exponent, no sign. */
     double frac = 0;
     if (*end == '.') {
-        char *fend;
-        frac = strtod(end, &fend);
-        if (fend == end + 1 && !isdigit((unsigned char)end[1])) {
+        double scale = 0.1;
+        end++;
+        if (!isdigit((unsigned char)*end)) {
             return -EINVAL;
         }
-        end = fend;
+        for (; isdigit((unsigned char)*end); end++, scale /= 10) {
+            frac += (*end - '0') * scale;
+        }
     }
     int shift = default_suffix ? suffix_shift(default_suffix) : 0;
     if (*end) {

@@ -30,6 +30,9 @@ static void test_strtosz(void **state)
     assert_int_equal(qkit_strtosz("12Q", 0, &v), -EINVAL);
     assert_int_equal(qkit_strtosz("", 0, &v), -EINVAL);
     assert_int_equal(qkit_strtosz("16E", 0, &v), -ERANGE);
+    assert_int_equal(qkit_strtosz("0.9e16T", 0, &v), -EINVAL);
+    assert_int_equal(qkit_strtosz("1.", 0, &v), -EINVAL);
+    assert_int_equal(qkit_strtosz("0.5", 0, &v), -EINVAL);
 }
 
 static void test_size_to_str(void **state)
