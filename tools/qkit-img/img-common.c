@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Helpers shared by the qkit-img subcommands: help text, argument errors, opening
- * images, the -p progress line, size arguments, -o option lists, and the JSON and
- * human renderings of QAPI-shaped objects laid out exactly as qemu-img prints them.
+ * images, the -p progress line, size arguments, -o option lists, and the JSON
+ * rendering of QAPI-shaped objects laid out exactly as qemu-img prints it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,20 +14,10 @@
 
 #include "img.h"
 #include "qkit/cutils.h"
+#include "qkit/qinfo.h"
 
 #define IMG_VERSION_TEXT "qemu-img version 7.2.22 (qkit 0.1.0)\n" \
     "Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n"
-
-/*
- * QEMU's QDict keeps keys in a fixed-size hash table and iterates bucket by
- * bucket, newest key first inside a bucket; its JSON and human dumps therefore
- * list keys in that order, which scripts and golden files depend on.
- */
-#define QDICT_BUCKETS 512
-#define QDICT_HASH_SEED 0x238F13AFu
-#define QDICT_HASH_MUL 1103515243u
-#define QDICT_HASH_ADD 12345u
-#define QDICT_HASH_SHIFT_MOD 24
 
 /* Width that option help names are padded to, after the two-space indent. */
 #define OPT_HELP_NAME_WIDTH 22
@@ -537,55 +527,7 @@ void img_print_opts_help(const QOptDesc *const *tables, bool (*filter)(const QOp
     free(list);
 }
 
-/* ---- JSON and human dumps in QDict order ---- */
-
-/* The bucket a key falls in within QEMU's QDict hash table. */
-static unsigned qdict_bucket(const char *key)
-{
-    uint32_t v = QDICT_HASH_SEED * (uint32_t)strlen(key);
-    for (unsigned i = 0; key[i]; i++) {
-        v += (uint32_t)(unsigned char)key[i] << (i * 5 % QDICT_HASH_SHIFT_MOD);
-    }
-    return (QDICT_HASH_MUL * v + QDICT_HASH_ADD) % QDICT_BUCKETS;
-}
-
-typedef struct DictKey {
-    const char *key;
-    json_t *value;
-    unsigned bucket;
-    size_t index;
-} DictKey;
-
-/* qsort order reproducing QEMU's dictionary iteration. */
-static int cmp_dict_key(const void *a, const void *b)
-{
-    const DictKey *ka = a, *kb = b;
-    if (ka->bucket != kb->bucket) {
-        return ka->bucket < kb->bucket ? -1 : 1;
-    }
-    /* Later insertions come first inside a bucket. */
-    return ka->index > kb->index ? -1 : (ka->index < kb->index ? 1 : 0);
-}
-
-/* The keys of obj in the order QEMU iterates them; caller frees the array. */
-static DictKey *dict_keys_ordered(json_t *obj, size_t *count)
-{
-    size_t n = json_object_size(obj);
-    DictKey *keys = calloc(n ? n : 1, sizeof(*keys));
-    if (!keys) {
-        abort();
-    }
-    const char *key;
-    json_t *value;
-    size_t i = 0;
-    json_object_foreach(obj, key, value) {
-        keys[i] = (DictKey){ key, value, qdict_bucket(key), i };
-        i++;
-    }
-    qsort(keys, n, sizeof(*keys), cmp_dict_key);
-    *count = n;
-    return keys;
-}
+/* ---- JSON dumps in QDict order ---- */
 
 /* Append str to the growing output buffer. */
 typedef struct StrBuf {
@@ -711,7 +653,7 @@ static void sb_json_value(StrBuf *sb, json_t *v, int level)
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
         size_t n;
-        DictKey *keys = dict_keys_ordered(v, &n);
+        QkitDictKey *keys = qkit_dict_keys_ordered(v, &n);
         sb_puts(sb, "{");
         for (size_t i = 0; i < n; i++) {
             sb_puts(sb, i ? ",\n" : "\n");
@@ -777,87 +719,6 @@ void img_print_json(json_t *obj)
     char *s = img_json_to_str(obj);
     printf("%s\n", s);
     free(s);
-}
-
-/* One value of the human tree: scalars inline, containers nested. */
-static void human_dump_value(json_t *v, int level);
-
-/* One "key: value" line, or "key:" and the nested entries below it. */
-static void human_dump_dict(json_t *obj, int level)
-{
-    size_t n;
-    DictKey *keys = dict_keys_ordered(obj, &n);
-    for (size_t i = 0; i < n; i++) {
-        bool composite = json_is_object(keys[i].value) || json_is_array(keys[i].value);
-        char *key = strdup(keys[i].key);
-        if (!key) {
-            abort();
-        }
-        for (char *p = key; *p; p++) {
-            if (*p == '-') {
-                *p = ' ';
-            }
-        }
-        printf("%*s%s:%c", level * IMG_JSON_INDENT, "", key, composite ? '\n' : ' ');
-        free(key);
-        human_dump_value(keys[i].value, level + 1);
-        if (!composite) {
-            printf("\n");
-        }
-    }
-    free(keys);
-}
-
-/* List entries as "[N]: value" lines, nested lists and objects below. */
-static void human_dump_list(json_t *arr, int level)
-{
-    size_t i;
-    json_t *e;
-    json_array_foreach(arr, i, e) {
-        bool composite = json_is_object(e) || json_is_array(e);
-        printf("%*s[%zu]:%c", level * IMG_JSON_INDENT, "", i, composite ? '\n' : ' ');
-        human_dump_value(e, level + 1);
-        if (!composite) {
-            printf("\n");
-        }
-    }
-}
-
-/* One value of the human tree: scalars inline, containers nested. */
-static void human_dump_value(json_t *v, int level)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        human_dump_dict(v, level);
-        break;
-    case JSON_ARRAY:
-        human_dump_list(v, level);
-        break;
-    case JSON_STRING:
-        printf("%s", json_string_value(v));
-        break;
-    case JSON_INTEGER:
-        printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        break;
-    case JSON_REAL:
-        printf("%.17g", json_real_value(v));
-        break;
-    case JSON_TRUE:
-        printf("true");
-        break;
-    case JSON_FALSE:
-        printf("false");
-        break;
-    case JSON_NULL:
-        printf("null");
-        break;
-    }
-}
-
-/* Called by info for "Format specific information". */
-void img_dump_human_tree(json_t *obj, int level)
-{
-    human_dump_value(obj, level);
 }
 
 /* Column titles of the snapshot table. */

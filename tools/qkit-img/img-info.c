@@ -8,6 +8,7 @@
 
 #include "img.h"
 #include "qkit/cutils.h"
+#include "qkit/qinfo.h"
 
 enum {
     OPT_OUTPUT = 256,
@@ -197,7 +198,7 @@ static void info_dump_human(json_t *info)
         printf("Format specific information:\n");
         json_t *data = json_object_get(spec, "data");
         if (data) {
-            img_dump_human_tree(data, 1);
+            qkit_dump_human_tree(stdout, data, 1);
         }
     }
 }

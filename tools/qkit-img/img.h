@@ -74,8 +74,6 @@ void img_print_opts_help(const QOptDesc *const *tables, bool (*filter)(const QOp
 char *img_json_to_str(json_t *obj);
 /* img_json_to_str plus a newline, to stdout. */
 void img_print_json(json_t *obj);
-/* The human "key: value" tree of info's "Format specific information", at level. */
-void img_dump_human_tree(json_t *obj, int level);
 /* The ImageInfo object of one node (info, and anything else that describes images). */
 json_t *img_collect_image_info(BlockDriverState *bs, Error **errp);
 /* The node of bs's backing chain (below bs) that name refers to, or NULL. */

@@ -13,6 +13,7 @@
 
 #include "qkit-io.h"
 #include "qkit/cutils.h"
+#include "qkit/qinfo.h"
 
 #define QIO_NSEC_PER_MSEC 1000000L
 #define QIO_MSEC_PER_SEC 1000L
@@ -102,7 +103,7 @@ int qio_info_f(QioState *s, int argc, char **argv)
     json_t *data = json_object_get(spec, "data");
     if (json_is_object(data)) {
         printf("Format specific information:\n");
-        qio_dump_specific_info(stdout, data, 1);
+        qkit_dump_human_tree(stdout, data, 1);
     }
     json_decref(spec);
     return 0;

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * Helpers of the qkit-io commands whose output scripts parse: number arguments,
- * the "read N/N bytes" report and its timing line, the -v hex dump, pattern buffers,
- * and the human tree of info's format-specific data.
+ * the "read N/N bytes" report and its timing line, the -v hex dump and pattern buffers.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -19,14 +18,6 @@
 #define QIO_SEC_PER_MIN 60
 #define QIO_SEC_PER_HOUR 3600
 #define NSEC_PER_SEC 1000000000LL
-
-/* QEMU's QDict hash table layout, which decides the order info prints keys in. */
-#define QDICT_BUCKETS 512
-#define QDICT_HASH_SEED 0x238F13AFu
-#define QDICT_HASH_MUL 1103515243u
-#define QDICT_HASH_ADD 12345u
-#define QDICT_HASH_SHIFT_MOD 24
-#define QIO_INFO_INDENT 4
 
 /* Shift of a size suffix letter (case-insensitive), -1 if c is not one. */
 static int qio_suffix_shift(char c)
@@ -280,109 +271,6 @@ void qio_warn(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-}
-
-/* ---- format-specific info, laid out as QEMU's human monitor dump ---- */
-
-/* The bucket a key falls in within QEMU's QDict hash table. */
-static unsigned qio_qdict_bucket(const char *key)
-{
-    uint32_t v = QDICT_HASH_SEED * (uint32_t)strlen(key);
-    for (unsigned i = 0; key[i]; i++) {
-        v += (uint32_t)(unsigned char)key[i] << (i * 5 % QDICT_HASH_SHIFT_MOD);
-    }
-    return (QDICT_HASH_MUL * v + QDICT_HASH_ADD) % QDICT_BUCKETS;
-}
-
-typedef struct QioKey {
-    const char *key;
-    json_t *value;
-    unsigned bucket;
-    size_t index;
-} QioKey;
-
-/* qsort order: by bucket, the key inserted last first within a bucket. */
-static int qio_key_cmp(const void *a, const void *b)
-{
-    const QioKey *ka = a, *kb = b;
-    if (ka->bucket != kb->bucket) {
-        return ka->bucket < kb->bucket ? -1 : 1;
-    }
-    return ka->index > kb->index ? -1 : (ka->index < kb->index ? 1 : 0);
-}
-
-static void qio_dump_value(FILE *f, json_t *v, int indent);
-
-/* One "key: value" line, or "key:" and the nested tree below it. */
-static void qio_dump_entry(FILE *f, const char *label, json_t *v, int indent)
-{
-    fprintf(f, "%*s%s:", indent * QIO_INFO_INDENT, "", label);
-    if (json_is_object(v) || json_is_array(v)) {
-        fputc('\n', f);
-        qio_dump_value(f, v, indent + 1);
-        return;
-    }
-    fputc(' ', f);
-    if (json_is_string(v)) {
-        fputs(json_string_value(v), f);
-    } else if (json_is_integer(v)) {
-        fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    } else if (json_is_real(v)) {
-        fprintf(f, "%f", json_real_value(v));
-    } else if (json_is_boolean(v)) {
-        fputs(json_is_true(v) ? "true" : "false", f);
-    } else {
-        fputs("null", f);
-    }
-    fputc('\n', f);
-}
-
-/* The members of an object (QDict order, '-' shown as ' ') or the items of a list. */
-static void qio_dump_value(FILE *f, json_t *v, int indent)
-{
-    if (json_is_array(v)) {
-        size_t i;
-        json_t *item;
-        json_array_foreach(v, i, item) {
-            char label[32];
-            snprintf(label, sizeof(label), "[%zu]", i);
-            qio_dump_entry(f, label, item, indent);
-        }
-        return;
-    }
-    size_t n = json_object_size(v);
-    QioKey *keys = calloc(n ? n : 1, sizeof(*keys));
-    if (!keys) {
-        abort();
-    }
-    const char *key;
-    json_t *value;
-    size_t i = 0;
-    json_object_foreach(v, key, value) {
-        keys[i] = (QioKey){ key, value, qio_qdict_bucket(key), i };
-        i++;
-    }
-    qsort(keys, n, sizeof(*keys), qio_key_cmp);
-    for (i = 0; i < n; i++) {
-        char *label = strdup(keys[i].key);
-        if (!label) {
-            abort();
-        }
-        for (char *c = label; *c; c++) {
-            if (*c == '-') {
-                *c = ' ';
-            }
-        }
-        qio_dump_entry(f, label, keys[i].value, indent);
-        free(label);
-    }
-    free(keys);
-}
-
-/* Called by info with the "data" member of the format-specific object. */
-void qio_dump_specific_info(FILE *f, json_t *data, int indent)
-{
-    qio_dump_value(f, data, indent);
 }
 
 /* ---- probed raw images ---- */

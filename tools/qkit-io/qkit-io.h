@@ -154,8 +154,6 @@ int qio_fill_from_file(void *buf, int64_t len, const char *file);
 void *qio_alloc_buffer(int64_t len, int pattern);
 /* Run fn and print "warning" style messages like QEMU's warn_report. */
 void qio_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Print info's "Format specific information" tree (QEMU's QDict order). */
-void qio_dump_specific_info(FILE *f, json_t *data, int indent);
 
 /*
  * Check a write to block 0 of a probed raw image: refuse (-EPERM) if the new first
