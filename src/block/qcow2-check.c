@@ -212,8 +212,12 @@ static int inc_refcounts(CheckState *c, BdrvCheckResult *res, int64_t offset, in
     if (size <= 0) {
         return 0;
     }
-    /* The last cluster may be partly past EOF; a whole cluster past it is an error. */
-    if (offset + size - c->file_len >= (int64_t)s->cluster_size) {
+    /*
+     * The last cluster may be partly past EOF; a whole cluster past it is an error
+     * (and so is a range that does not fit in 63 bits, from a corrupt offset).
+     */
+    if (offset < 0 || size > INT64_MAX - offset ||
+        offset + size - c->file_len >= (int64_t)s->cluster_size) {
         fprintf(stderr, "ERROR: counting reference for region exceeding the end of the "
                 "file by one cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64 "\n",
                 (uint64_t)offset, (uint64_t)size);
