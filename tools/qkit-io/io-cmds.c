@@ -28,6 +28,24 @@ static int64_t qio_parse_offset(const char *arg)
     return v;
 }
 
+/*
+ * Parse the length argument of read and discard, printing the parse error or
+ * qemu-io's "length cannot exceed" line. Returns the length or -errno.
+ */
+static int64_t qio_parse_length(const char *arg)
+{
+    int64_t v = qio_cvtnum(arg);
+    if (v < 0) {
+        qio_print_cvtnum_err(v, arg);
+        return v;
+    }
+    if (v > QIO_MAX_REQUEST_BYTES) {
+        printf("length cannot exceed %lld, given %s\n", (long long)QIO_MAX_REQUEST_BYTES, arg);
+        return -EINVAL;
+    }
+    return v;
+}
+
 /* Write through the block layer, keeping a probed raw image's block 0 raw. */
 static int qio_do_pwrite(QioState *s, int64_t offset, int64_t bytes, const void *buf,
                          int flags)
@@ -109,6 +127,42 @@ static int64_t qio_pattern_mismatch(const uint8_t *buf, int64_t len, int pattern
         }
     }
     return -1;
+}
+
+/* What the read commands do with the data once read (-P, -s, -l, -q, -v, -C). */
+typedef struct QioReadCheck {
+    bool pflag;
+    int pattern;
+    int64_t pattern_offset;
+    int64_t pattern_count;
+    bool quiet;
+    bool verbose;
+    bool csv;
+} QioReadCheck;
+
+/*
+ * After a successful read, common to read, readv and aio_read: verify the pattern,
+ * then (unless quiet) dump the data and print the report, all to out.
+ * Returns -EINVAL if the pattern did not match, else 0.
+ */
+static int qio_read_check_report(FILE *out, const QioReadCheck *rc, const uint8_t *buf,
+                                 int64_t offset, int64_t count, const struct timespec *t)
+{
+    int ret = 0;
+    if (rc->pflag &&
+        qio_pattern_mismatch(buf + rc->pattern_offset, rc->pattern_count, rc->pattern) >= 0) {
+        fprintf(out, "Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n",
+                offset + rc->pattern_offset, rc->pattern_count);
+        ret = -EINVAL;
+    }
+    if (rc->quiet) {
+        return ret;
+    }
+    if (rc->verbose) {
+        qio_dump_buffer(out, buf, offset, count);
+    }
+    qio_print_report(out, "read", t, offset, count, count, 1, rc->csv);
+    return ret;
 }
 
 /*
@@ -215,15 +269,9 @@ int qio_read_f(QioState *s, int argc, char **argv)
     if (offset < 0) {
         return -EINVAL;
     }
-    int64_t count = qio_cvtnum(argv[optind + 1]);
+    int64_t count = qio_parse_length(argv[optind + 1]);
     if (count < 0) {
-        qio_print_cvtnum_err(count, argv[optind + 1]);
         return (int)count;
-    }
-    if (count > QIO_MAX_REQUEST_BYTES) {
-        printf("length cannot exceed %lld, given %s\n", (long long)QIO_MAX_REQUEST_BYTES,
-               argv[optind + 1]);
-        return -EINVAL;
     }
     if (!pflag && (lflag || sflag)) {
         qio_command_usage(&qio_cmd_read);
@@ -254,18 +302,10 @@ int qio_read_f(QioState *s, int argc, char **argv)
         printf("read failed: %s\n", strerror(-ret));
         goto out;
     }
-    if (pflag && qio_pattern_mismatch(buf + pattern_offset, pattern_count, pattern) >= 0) {
-        printf("Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n",
-               offset + pattern_offset, pattern_count);
-        ret = -EINVAL;
-    }
-    if (quiet) {
-        goto out;
-    }
-    if (verbose) {
-        qio_dump_buffer(stdout, buf, offset, count);
-    }
-    qio_print_report(stdout, "read", &t, offset, count, count, 1, csv);
+    QioReadCheck rc = {
+        pflag, pattern, pattern_offset, pattern_count, quiet, verbose, csv,
+    };
+    ret = qio_read_check_report(stdout, &rc, buf, offset, count, &t);
 out:
     free(buf);
     return ret;
@@ -326,18 +366,8 @@ int qio_readv_f(QioState *s, int argc, char **argv)
         printf("readv failed: %s\n", strerror(-ret));
         goto out;
     }
-    if (pflag && qio_pattern_mismatch(buf, total, pattern) >= 0) {
-        printf("Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n",
-               offset, total);
-        ret = -EINVAL;
-    }
-    if (quiet) {
-        goto out;
-    }
-    if (verbose) {
-        qio_dump_buffer(stdout, buf, offset, total);
-    }
-    qio_print_report(stdout, "read", &t, offset, total, total, 1, csv);
+    QioReadCheck rc = { pflag, pattern, 0, total, quiet, verbose, csv };
+    ret = qio_read_check_report(stdout, &rc, buf, offset, total, &t);
 out:
     free(buf);
     return ret;
@@ -620,16 +650,8 @@ int qio_aio_read_f(QioState *s, int argc, char **argv)
     if (ret < 0) {
         fprintf(out, "readv failed: %s\n", strerror(-ret));
     } else {
-        if (pflag && qio_pattern_mismatch(buf, total, pattern) >= 0) {
-            fprintf(out, "Pattern verification failed at offset %" PRId64 ", %" PRId64
-                    " bytes\n", offset, total);
-        }
-        if (!quiet) {
-            if (verbose) {
-                qio_dump_buffer(out, buf, offset, total);
-            }
-            qio_print_report(out, "read", &t, offset, total, total, 1, csv);
-        }
+        QioReadCheck rc = { pflag, pattern, 0, total, quiet, verbose, csv };
+        qio_read_check_report(out, &rc, buf, offset, total, &t);
     }
     fclose(out);
     qio_defer_output(s, text, len);
@@ -765,15 +787,9 @@ int qio_discard_f(QioState *s, int argc, char **argv)
     if (offset < 0) {
         return -EINVAL;
     }
-    int64_t bytes = qio_cvtnum(argv[optind + 1]);
+    int64_t bytes = qio_parse_length(argv[optind + 1]);
     if (bytes < 0) {
-        qio_print_cvtnum_err(bytes, argv[optind + 1]);
         return (int)bytes;
-    }
-    if (bytes > QIO_MAX_REQUEST_BYTES) {
-        printf("length cannot exceed %lld, given %s\n", (long long)QIO_MAX_REQUEST_BYTES,
-               argv[optind + 1]);
-        return -EINVAL;
     }
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
