@@ -236,45 +236,18 @@ int qio_open_f(QioState *s, int argc, char **argv)
 
     qio_open_opts_init(&oo);
     while ((c = getopt(argc, argv, "snCro:kt:d:i:U")) != -1) {
+        int handled = qio_parse_open_opt(&oo, c, optarg);
+        if (handled < 0) {
+            goto fail;
+        }
+        if (handled) {
+            continue;
+        }
         switch (c) {
-        case 's':
-            oo.snapshot = true;
-            break;
-        case 'n':
-            oo.flags |= BDRV_O_NOCACHE;
-            oo.writethrough = false;
-            break;
-        case 'C':
-            oo.copy_on_read = true;
-            break;
-        case 'r':
-            oo.flags &= ~BDRV_O_RDWR;
-            break;
         case 'o':
             if (qio_merge_opts(&opts, optarg) < 0) {
                 goto fail;
             }
-            break;
-        case 'k':
-            oo.flags |= BDRV_O_NATIVE_AIO;
-            break;
-        case 't':
-            if (qio_parse_cache(&oo, optarg) < 0) {
-                goto fail;
-            }
-            break;
-        case 'd':
-            if (qio_parse_discard(&oo, optarg) < 0) {
-                goto fail;
-            }
-            break;
-        case 'i':
-            if (qio_parse_aio(&oo, optarg) < 0) {
-                goto fail;
-            }
-            break;
-        case 'U':
-            oo.force_share = true;
             break;
         default:
             qio_command_usage(&qio_cmd_open);

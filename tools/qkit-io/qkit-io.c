@@ -310,7 +310,7 @@ void qio_open_opts_init(QioOpenOpts *oo)
 }
 
 /* -t / open -t. */
-int qio_parse_cache(QioOpenOpts *oo, const char *mode)
+static int qio_parse_cache(QioOpenOpts *oo, const char *mode)
 {
     if (bdrv_parse_cache_mode(mode, &oo->flags) < 0) {
         error_report("Invalid cache option: %s", mode);
@@ -321,7 +321,7 @@ int qio_parse_cache(QioOpenOpts *oo, const char *mode)
 }
 
 /* -d / open -d. */
-int qio_parse_discard(QioOpenOpts *oo, const char *mode)
+static int qio_parse_discard(QioOpenOpts *oo, const char *mode)
 {
     if (!strcmp(mode, "off") || !strcmp(mode, "ignore")) {
         oo->flags &= ~BDRV_O_UNMAP;
@@ -335,13 +335,47 @@ int qio_parse_discard(QioOpenOpts *oo, const char *mode)
 }
 
 /* -i / open -i. */
-int qio_parse_aio(QioOpenOpts *oo, const char *mode)
+static int qio_parse_aio(QioOpenOpts *oo, const char *mode)
 {
     if (bdrv_parse_aio(mode, &oo->flags) < 0) {
         error_report("Invalid aio option: %s", mode);
         return -EINVAL;
     }
     return 0;
+}
+
+/* Called for each option letter of the program and of the open command. */
+int qio_parse_open_opt(QioOpenOpts *oo, int c, const char *arg)
+{
+    switch (c) {
+    case 's':
+        oo->snapshot = true;
+        return 1;
+    case 'n':
+        oo->flags |= BDRV_O_NOCACHE;
+        oo->writethrough = false;
+        return 1;
+    case 'C':
+        oo->copy_on_read = true;
+        return 1;
+    case 'r':
+        oo->flags &= ~BDRV_O_RDWR;
+        return 1;
+    case 'k':
+        oo->flags |= BDRV_O_NATIVE_AIO;
+        return 1;
+    case 'U':
+        oo->force_share = true;
+        return 1;
+    case 't':
+        return qio_parse_cache(oo, arg) < 0 ? -1 : 1;
+    case 'd':
+        return qio_parse_discard(oo, arg) < 0 ? -1 : 1;
+    case 'i':
+        return qio_parse_aio(oo, arg) < 0 ? -1 : 1;
+    default:
+        return 0;
+    }
 }
 
 /* Print the deferred output of completed aio requests, oldest first. */
@@ -718,6 +752,14 @@ int main(int argc, char **argv)
     qio_open_opts_init(&oo);
 
     while ((c = getopt_long(argc, argv, "hVc:d:f:rsnCmki:t:T:U", long_options, NULL)) != -1) {
+        int handled = qio_parse_open_opt(&oo, c, optarg);
+        if (handled < 0) {
+            status = 1;
+            goto out;
+        }
+        if (handled) {
+            continue;
+        }
         switch (c) {
         case 'h':
             qio_usage(s->progname);
@@ -728,54 +770,17 @@ int main(int argc, char **argv)
         case 'c':
             cmds[ncmds++] = optarg;
             break;
-        case 'd':
-            if (qio_parse_discard(&oo, optarg) < 0) {
-                status = 1;
-                goto out;
-            }
-            break;
         case 'f':
             fmt = optarg;
             break;
-        case 'r':
-            oo.flags &= ~BDRV_O_RDWR;
-            break;
-        case 's':
-            oo.snapshot = true;
-            break;
-        case 'n':
-            oo.flags |= BDRV_O_NOCACHE;
-            oo.writethrough = false;
-            break;
-        case 'C':
-            oo.copy_on_read = true;
-            break;
         case 'm':
             /* Misaligned buffers only exercise QEMU's bounce paths; nothing to do. */
-            break;
-        case 'k':
-            oo.flags |= BDRV_O_NATIVE_AIO;
-            break;
-        case 'i':
-            if (qio_parse_aio(&oo, optarg) < 0) {
-                status = 1;
-                goto out;
-            }
-            break;
-        case 't':
-            if (qio_parse_cache(&oo, optarg) < 0) {
-                status = 1;
-                goto out;
-            }
             break;
         case 'T':
             if (qio_check_trace(optarg) < 0) {
                 status = 1;
                 goto out;
             }
-            break;
-        case 'U':
-            oo.force_share = true;
             break;
         case QIO_OPT_OBJECT:
             if (qio_check_object(optarg) < 0) {

@@ -73,12 +73,12 @@ int qio_open_image(QioState *s, const char *name, const char *fmt, json_t *opts,
                    const QioOpenOpts *oo);
 /* Close the image of s, if any, printing pending aio output first. */
 void qio_close_image(QioState *s);
-/* Parse -t cache mode into oo; prints "Invalid cache option" on error. */
-int qio_parse_cache(QioOpenOpts *oo, const char *mode);
-/* Parse -d discard mode into oo; prints "Invalid discard option" on error. */
-int qio_parse_discard(QioOpenOpts *oo, const char *mode);
-/* Parse -i aio mode into oo; prints "Invalid aio option" on error. */
-int qio_parse_aio(QioOpenOpts *oo, const char *mode);
+/*
+ * Apply one option letter shared by the program and the open command (-s -n -C -r
+ * -k -U, -t cache, -d discard, -i aio) to oo. Returns 1 if c was one of them, 0 if
+ * not, -1 after printing "Invalid cache/discard/aio option: ...".
+ */
+int qio_parse_open_opt(QioOpenOpts *oo, int c, const char *arg);
 /* Set the cache mode flags of oo (default writeback); 0 or -EINVAL. */
 void qio_open_opts_init(QioOpenOpts *oo);
 
