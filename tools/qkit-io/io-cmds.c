@@ -131,13 +131,9 @@ static int64_t qio_pattern_mismatch(const uint8_t *buf, int64_t len, int pattern
 
 /* What the read commands do with the data once read (-P, -s, -l, -q, -v, -C). */
 typedef struct QioReadCheck {
-    bool pflag;
+    bool pflag, quiet, verbose, csv;
     int pattern;
-    int64_t pattern_offset;
-    int64_t pattern_count;
-    bool quiet;
-    bool verbose;
-    bool csv;
+    int64_t pattern_offset, pattern_count;
 } QioReadCheck;
 
 /*
@@ -210,10 +206,8 @@ static bool qio_check_vmstate_alignment(int64_t offset, int64_t count)
 /* "read [-bCqv] [-P pattern [-s off] [-l len]] off len": one read, verified and dumped. */
 int qio_read_f(QioState *s, int argc, char **argv)
 {
-    bool csv = false, quiet = false, verbose = false, vmstate = false;
-    bool pflag = false, sflag = false, lflag = false;
-    int pattern = 0;
-    int64_t pattern_offset = 0, pattern_count = 0;
+    QioReadCheck rc = { 0 };
+    bool vmstate = false, sflag = false, lflag = false;
     int c;
 
     while ((c = getopt(argc, argv, "bCl:pP:qs:v")) != -1) {
@@ -222,39 +216,39 @@ int qio_read_f(QioState *s, int argc, char **argv)
             vmstate = true;
             break;
         case 'C':
-            csv = true;
+            rc.csv = true;
             break;
         case 'l':
             lflag = true;
-            pattern_count = qio_cvtnum(optarg);
-            if (pattern_count < 0) {
-                qio_print_cvtnum_err(pattern_count, optarg);
-                return (int)pattern_count;
+            rc.pattern_count = qio_cvtnum(optarg);
+            if (rc.pattern_count < 0) {
+                qio_print_cvtnum_err(rc.pattern_count, optarg);
+                return (int)rc.pattern_count;
             }
             break;
         case 'p':
             /* Ignored for backwards compatibility, as in qemu-io. */
             break;
         case 'P':
-            pflag = true;
-            pattern = qio_parse_pattern(optarg);
-            if (pattern < 0) {
+            rc.pflag = true;
+            rc.pattern = qio_parse_pattern(optarg);
+            if (rc.pattern < 0) {
                 return -EINVAL;
             }
             break;
         case 'q':
-            quiet = true;
+            rc.quiet = true;
             break;
         case 's':
             sflag = true;
-            pattern_offset = qio_cvtnum(optarg);
-            if (pattern_offset < 0) {
-                qio_print_cvtnum_err(pattern_offset, optarg);
-                return (int)pattern_offset;
+            rc.pattern_offset = qio_cvtnum(optarg);
+            if (rc.pattern_offset < 0) {
+                qio_print_cvtnum_err(rc.pattern_offset, optarg);
+                return (int)rc.pattern_offset;
             }
             break;
         case 'v':
-            verbose = true;
+            rc.verbose = true;
             break;
         default:
             qio_command_usage(&qio_cmd_read);
@@ -273,14 +267,14 @@ int qio_read_f(QioState *s, int argc, char **argv)
     if (count < 0) {
         return (int)count;
     }
-    if (!pflag && (lflag || sflag)) {
+    if (!rc.pflag && (lflag || sflag)) {
         qio_command_usage(&qio_cmd_read);
         return -EINVAL;
     }
     if (!lflag) {
-        pattern_count = count - pattern_offset;
+        rc.pattern_count = count - rc.pattern_offset;
     }
-    if (pattern_count < 0 || pattern_count + pattern_offset > count) {
+    if (rc.pattern_count < 0 || rc.pattern_count + rc.pattern_offset > count) {
         printf("pattern verification range exceeds end of read data\n");
         return -EINVAL;
     }
@@ -302,9 +296,6 @@ int qio_read_f(QioState *s, int argc, char **argv)
         printf("read failed: %s\n", strerror(-ret));
         goto out;
     }
-    QioReadCheck rc = {
-        pflag, pattern, pattern_offset, pattern_count, quiet, verbose, csv,
-    };
     ret = qio_read_check_report(stdout, &rc, buf, offset, count, &t);
 out:
     free(buf);
@@ -314,27 +305,26 @@ out:
 /* "readv": a read of several lengths at once, as one request. */
 int qio_readv_f(QioState *s, int argc, char **argv)
 {
-    bool csv = false, quiet = false, verbose = false, pflag = false;
-    int pattern = 0;
+    QioReadCheck rc = { 0 };
     int c;
 
     while ((c = getopt(argc, argv, "CP:qv")) != -1) {
         switch (c) {
         case 'C':
-            csv = true;
+            rc.csv = true;
             break;
         case 'P':
-            pflag = true;
-            pattern = qio_parse_pattern(optarg);
-            if (pattern < 0) {
+            rc.pflag = true;
+            rc.pattern = qio_parse_pattern(optarg);
+            if (rc.pattern < 0) {
                 return -EINVAL;
             }
             break;
         case 'q':
-            quiet = true;
+            rc.quiet = true;
             break;
         case 'v':
-            verbose = true;
+            rc.verbose = true;
             break;
         default:
             qio_command_usage(&qio_cmd_readv);
@@ -366,7 +356,7 @@ int qio_readv_f(QioState *s, int argc, char **argv)
         printf("readv failed: %s\n", strerror(-ret));
         goto out;
     }
-    QioReadCheck rc = { pflag, pattern, 0, total, quiet, verbose, csv };
+    rc.pattern_count = total;
     ret = qio_read_check_report(stdout, &rc, buf, offset, total, &t);
 out:
     free(buf);
@@ -586,19 +576,19 @@ static void qio_defer_output(QioState *s, char *text, size_t len)
 /* "aio_read": a read whose output is held until aio_flush. */
 int qio_aio_read_f(QioState *s, int argc, char **argv)
 {
-    bool csv = false, quiet = false, verbose = false, pflag = false, invalid = false;
-    int pattern = 0;
+    QioReadCheck rc = { 0 };
+    bool invalid = false;
     int c;
 
     while ((c = getopt(argc, argv, "CP:iqv")) != -1) {
         switch (c) {
         case 'C':
-            csv = true;
+            rc.csv = true;
             break;
         case 'P':
-            pflag = true;
-            pattern = qio_parse_pattern(optarg);
-            if (pattern < 0) {
+            rc.pflag = true;
+            rc.pattern = qio_parse_pattern(optarg);
+            if (rc.pattern < 0) {
                 return -EINVAL;
             }
             break;
@@ -606,10 +596,10 @@ int qio_aio_read_f(QioState *s, int argc, char **argv)
             invalid = true;
             break;
         case 'q':
-            quiet = true;
+            rc.quiet = true;
             break;
         case 'v':
-            verbose = true;
+            rc.verbose = true;
             break;
         default:
             qio_command_usage(&qio_cmd_aio_read);
@@ -650,7 +640,7 @@ int qio_aio_read_f(QioState *s, int argc, char **argv)
     if (ret < 0) {
         fprintf(out, "readv failed: %s\n", strerror(-ret));
     } else {
-        QioReadCheck rc = { pflag, pattern, 0, total, quiet, verbose, csv };
+        rc.pattern_count = total;
         qio_read_check_report(out, &rc, buf, offset, total, &t);
     }
     fclose(out);
