@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* QDict key order and the human tree of info objects, shared by qkit-img and qkit-io. */
+/* QDict key order, the human tree of info objects and the probed-raw warning of the tools. */
 #include "qkit/qinfo.h"
 
 #include <inttypes.h>
@@ -142,4 +142,15 @@ static void qinfo_dump_value(FILE *f, json_t *v, int level)
 void qkit_dump_human_tree(FILE *f, json_t *obj, int level)
 {
     qinfo_dump_value(f, obj, level);
+}
+
+/* Called by a tool that opened an image read-write without a format and got raw. */
+void qkit_warn_probed_raw(const char *filename)
+{
+    fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing "
+            "guessed raw.\n"
+            "         Automatically detecting the format is dangerous for raw images, "
+            "write operations on block 0 will be restricted.\n"
+            "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+            filename);
 }

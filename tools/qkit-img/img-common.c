@@ -274,12 +274,7 @@ BlockDriverState *img_open(bool image_opts, const char *filename, const char *fm
     if (!fmt && !image_opts && (flags & BDRV_O_RDWR) && bs->drv == &bdrv_raw &&
         !(options_named_driver(filename))) {
         /* Writing to a guessed raw image is how format confusion attacks start. */
-        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing "
-                "guessed raw.\n"
-                "         Automatically detecting the format is dangerous for raw images, "
-                "write operations on block 0 will be restricted.\n"
-                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                bs->file ? bs->file->filename : bs->filename);
+        qkit_warn_probed_raw(bs->file ? bs->file->filename : bs->filename);
     }
     return bs;
 }

@@ -14,6 +14,7 @@
 
 #include "qkit-io.h"
 #include "qkit/cutils.h"
+#include "qkit/qinfo.h"
 
 #define QIO_VERSION_FMT "%s version 7.2.22 (qkit 0.1.0)\n" \
     "Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n"
@@ -539,12 +540,7 @@ int qio_open_image(QioState *s, const char *name, const char *fmt, json_t *opts,
     s->probed_raw = probing && !strcmp(bdrv_get_format_name(s->bs), "raw");
     s->copy_on_read = oo->copy_on_read;
     if (s->probed_raw && !s->bs->read_only) {
-        fprintf(stderr, "WARNING: Image format was not specified for '%s' and probing "
-                "guessed raw.\n"
-                "         Automatically detecting the format is dangerous for raw images, "
-                "write operations on block 0 will be restricted.\n"
-                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                s->bs->filename);
+        qkit_warn_probed_raw(s->bs->filename);
     }
     return 0;
 
