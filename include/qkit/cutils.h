@@ -21,11 +21,14 @@
 #define QKIT_IS_POW2(x) ((x) != 0 && ((x) & ((x) - 1)) == 0)
 
 /*
- * Parse a size with an optional suffix (B, k/K, M, G, T, P, E; powers of 1024) and
- * an optional fraction ("1.5G"). default_suffix applies when none is given (0 = bytes).
- * Returns 0, -EINVAL for garbage, -ERANGE for a value above INT64_MAX.
+ * Parse a size as QEMU's tools do: decimal or 0x hex, an optional '+', an optional
+ * suffix (B, k/K, M, G, T, P, E; powers of 1024) and a decimal fraction ("1.5G").
+ * default_suffix applies when none is given (0 = bytes). Returns 0, -EINVAL for
+ * garbage, -ERANGE for a value above INT64_MAX.
  */
 int qkit_strtosz(const char *str, char default_suffix, uint64_t *result);
+/* True for "0x10k": hex with a suffix, which QEMU accepts with a deprecation warning. */
+bool qkit_size_is_hex_with_suffix(const char *str);
 /* Parse a whole string as a signed/unsigned integer (base 0). 0 or -EINVAL/-ERANGE. */
 int qkit_strtoi64(const char *str, int64_t *result);
 int qkit_strtou64(const char *str, uint64_t *result);

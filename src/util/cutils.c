@@ -32,69 +32,71 @@ int qkit_strtosz(const char *str, char default_suffix, uint64_t *result)
     while (isspace((unsigned char)*p)) {
         p++;
     }
-    if (*p == '-' || !isdigit((unsigned char)*p)) {
+    if (*p == '-') {
         return -EINVAL;
     }
+    const char *digits = *p == '+' ? p + 1 : p;
+    bool hex = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X');
     char *end;
     errno = 0;
-    unsigned long long ip = strtoull(p, &end, 10);
+    unsigned long long ival = strtoull(p, &end, hex ? 16 : 10);
+    if (end == p || (hex && end == digits + 1)) {
+        return -EINVAL;
+    }
     if (errno == ERANGE) {
         return -ERANGE;
     }
-    /* Hex values are taken as bytes, as QEMU accepts 0x... without a suffix. */
-    if (ip == 0 && (*end == 'x' || *end == 'X')) {
-        errno = 0;
-        ip = strtoull(p, &end, 16);
-        if (errno == ERANGE || end == p + 2) {
-            return errno == ERANGE ? -ERANGE : -EINVAL;
-        }
-        if (*end) {
-            return -EINVAL;
-        }
-        if (ip > INT64_MAX) {
-            return -ERANGE;
-        }
-        *result = ip;
-        return 0;
-    }
-    /* A fraction is plain decimal digits: no exponent, no sign. */
+    /* A fraction is plain decimal digits after a decimal integer ("1." is allowed). */
     double frac = 0;
     if (*end == '.') {
-        double scale = 0.1;
-        end++;
-        if (!isdigit((unsigned char)*end)) {
+        if (hex) {
             return -EINVAL;
         }
-        for (; isdigit((unsigned char)*end); end++, scale /= 10) {
+        double scale = 0.1;
+        for (end++; isdigit((unsigned char)*end); end++, scale /= 10) {
             frac += (*end - '0') * scale;
         }
     }
     int shift = default_suffix ? suffix_shift(default_suffix) : 0;
     if (*end) {
         shift = suffix_shift(*end);
-        if (shift < 0) {
-            return -EINVAL;
-        }
-        end++;
-        if (*end) {
+        if (shift < 0 || end[1]) {
             return -EINVAL;
         }
     }
+    /* A fraction of a byte makes no sense: "1.5" and "1.5b" are refused, "1.5k" is not. */
     if (frac != 0 && shift == 0) {
         return -EINVAL;
     }
-    if (shift && ip > (uint64_t)INT64_MAX >> shift) {
+    uint64_t mul = 1ULL << shift;
+    uint64_t fpart = (uint64_t)(frac * (double)mul);
+    if (ival > (UINT64_MAX - fpart) / mul) {
         return -ERANGE;
     }
-    uint64_t val = (uint64_t)ip << shift;
-    if (frac != 0) {
-        val += (uint64_t)(frac * (double)(1ULL << shift));
-    }
+    uint64_t val = ival * mul + fpart;
     if (val > INT64_MAX) {
         return -ERANGE;
     }
     *result = val;
     return 0;
+}
+
+bool qkit_size_is_hex_with_suffix(const char *str)
+{
+    while (isspace((unsigned char)*str)) {
+        str++;
+    }
+    if (*str == '+') {
+        str++;
+    }
+    if (str[0] != '0' || (str[1] != 'x' && str[1] != 'X')) {
+        return false;
+    }
+    str += 2;
+    while (isxdigit((unsigned char)*str)) {
+        str++;
+    }
+    return *str != 0;
 }
 
 int qkit_strtoi64(const char *str, int64_t *result)

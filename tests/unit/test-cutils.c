@@ -31,8 +31,14 @@ static void test_strtosz(void **state)
     assert_int_equal(qkit_strtosz("", 0, &v), -EINVAL);
     assert_int_equal(qkit_strtosz("16E", 0, &v), -ERANGE);
     assert_int_equal(qkit_strtosz("0.9e16T", 0, &v), -EINVAL);
-    assert_int_equal(qkit_strtosz("1.", 0, &v), -EINVAL);
     assert_int_equal(qkit_strtosz("0.5", 0, &v), -EINVAL);
+    assert_int_equal(qkit_strtosz("+1M", 0, &v), 0);
+    assert_int_equal(v, 1ULL << 20);
+    assert_int_equal(qkit_strtosz("0x10k", 0, &v), 0);
+    assert_int_equal(v, 16384);
+    assert_true(qkit_size_is_hex_with_suffix("0x10k"));
+    assert_false(qkit_size_is_hex_with_suffix("0x10"));
+    assert_int_equal(qkit_strtosz("0x1.8k", 0, &v), -EINVAL);
 }
 
 static void test_size_to_str(void **state)

@@ -342,6 +342,10 @@ int64_t img_cvtnum(const char *name, const char *value)
                      INT64_MAX);
         return -ERANGE;
     }
+    if (qkit_size_is_hex_with_suffix(value)) {
+        error_report("warning: Using a multiplier suffix on hex numbers is deprecated: %s",
+                     value);
+    }
     return (int64_t)v;
 }
 

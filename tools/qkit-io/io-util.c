@@ -19,82 +19,18 @@
 #define QIO_SEC_PER_HOUR 3600
 #define NSEC_PER_SEC 1000000000LL
 
-/* Shift of a size suffix letter (case-insensitive), -1 if c is not one. */
-static int qio_suffix_shift(char c)
-{
-    switch (c) {
-    case 'b': case 'B': return 0;
-    case 'k': case 'K': return 10;
-    case 'm': case 'M': return 20;
-    case 'g': case 'G': return 30;
-    case 't': case 'T': return 40;
-    case 'p': case 'P': return 50;
-    case 'e': case 'E': return 60;
-    default: return -1;
-    }
-}
-
 /* Offsets and lengths of every command go through here. */
 int64_t qio_cvtnum(const char *s)
 {
-    const char *p = s;
-    while (isspace((unsigned char)*p)) {
-        p++;
+    uint64_t v;
+    int ret = qkit_strtosz(s, 0, &v);
+    if (ret < 0) {
+        return ret;
     }
-    if (*p == '-') {
-        return -EINVAL;
+    if (qkit_size_is_hex_with_suffix(s)) {
+        qio_warn("Using a multiplier suffix on hex numbers is deprecated: %s", s);
     }
-    const char *digits = *p == '+' ? p + 1 : p;
-    bool hex = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X');
-    char *end;
-    errno = 0;
-    uint64_t ival = strtoull(p, &end, hex ? 16 : 10);
-    if (end == p || (hex && end == digits + 1)) {
-        return -EINVAL;
-    }
-    if (errno == ERANGE) {
-        return -ERANGE;
-    }
-    /* A fraction needs a decimal integer part; digits after '.' may be absent ("1."). */
-    double frac = 0;
-    if (*end == '.') {
-        if (hex) {
-            return -EINVAL;
-        }
-        double scale = 0.1;
-        for (end++; isdigit((unsigned char)*end); end++) {
-            frac += (*end - '0') * scale;
-            scale /= 10;
-        }
-    }
-    int shift = 0;
-    if (*end) {
-        shift = qio_suffix_shift(*end);
-        if (shift < 0) {
-            return -EINVAL;
-        }
-        end++;
-        if (*end) {
-            return -EINVAL;
-        }
-        if (hex) {
-            qio_warn("Using a multiplier suffix on hex numbers is deprecated: %s", s);
-        }
-    }
-    /* A fraction of a byte makes no sense: "1.5" and "1.5b" are refused, "1.5k" is not. */
-    if (frac != 0 && shift == 0) {
-        return -EINVAL;
-    }
-    uint64_t mul = 1ULL << shift;
-    uint64_t fpart = (uint64_t)(frac * (double)mul);
-    if (ival > (UINT64_MAX - fpart) / mul) {
-        return -ERANGE;
-    }
-    uint64_t val = ival * mul + fpart;
-    if (val > INT64_MAX) {
-        return -ERANGE;
-    }
-    return (int64_t)val;
+    return (int64_t)v;
 }
 
 /* Called after qio_cvtnum fails, with the argument as typed. */
