@@ -109,6 +109,24 @@ typedef struct QkitSnapshotInfo {
     uint64_t icount;        /* -1ULL when not stored */
 } QkitSnapshotInfo;
 
+/*
+ * Persistent dirty bitmaps (qcow2 keeps them; `qkit-img bitmap`, `info`, convert
+ * --bitmaps and the NBD qemu:dirty-bitmap context use them). A bitmap records which
+ * ranges of the disk were written while it was enabled, one bit per granularity bytes.
+ */
+#define BDRV_BITMAP_MAX_NAME_SIZE 1023
+#define BDRV_BITMAP_MIN_GRANULARITY 512
+
+/* One dirty bitmap of a node, as bdrv_dirty_bitmap_list reports it. */
+typedef struct BdrvDirtyBitmapInfo {
+    char *name;
+    uint32_t granularity;  /* bytes per bit */
+    bool enabled;          /* records writes ("auto" in qcow2) */
+    bool inconsistent;     /* found "in-use" at open: data unusable, may only be removed */
+    bool readonly;         /* the node is read-only: the bitmap cannot change */
+    uint64_t count;        /* dirty bytes (dirty bits times the granularity) */
+} BdrvDirtyBitmapInfo;
+
 typedef struct BlockMeasureInfo {
     uint64_t required;
     uint64_t fully_allocated;
@@ -199,6 +217,34 @@ struct BlockDriver {
      * dest_size (the caller then writes the data uncompressed).
      * pwrite_compressed_cluster() stores len such bytes as the guest cluster at offset.
      */
+    /*
+     * Persistent dirty bitmaps; NULL callbacks mean the format has none. The block
+     * layer wrappers check the common cases (names, granularity, unknown, inconsistent
+     * or read-only bitmaps) before calling these. bitmap_supported: this image can
+     * hold them (qcow2 v3).
+     * bitmap_list allocates *plist (free with bdrv_dirty_bitmap_list_free) and returns
+     * the count, newest first (as bdrv_dirty_bitmap_list).
+     * bitmap_can_store: whether a new persistent bitmap fits the image (no change made).
+     * bitmap_add creates it (stored when the image is flushed or closed).
+     * bitmap_merge ORs bitmap src_name of node src (any format, same size) into name.
+     * bitmap_status: 1 if [offset, offset + *pnum) is dirty, 0 if clean, -errno;
+     * 0 < *pnum <= bytes (clamped to the disk end, which offset must be below).
+     */
+    bool (*bitmap_supported)(BlockDriverState *bs);
+    int (*bitmap_list)(BlockDriverState *bs, BdrvDirtyBitmapInfo **plist);
+    int (*bitmap_can_store)(BlockDriverState *bs, const char *name, uint32_t granularity,
+                            Error **errp);
+    int (*bitmap_add)(BlockDriverState *bs, const char *name, uint32_t granularity,
+                      bool disabled, Error **errp);
+    int (*bitmap_remove)(BlockDriverState *bs, const char *name, Error **errp);
+    int (*bitmap_clear)(BlockDriverState *bs, const char *name, Error **errp);
+    int (*bitmap_set_enabled)(BlockDriverState *bs, const char *name, bool enabled,
+                              Error **errp);
+    int (*bitmap_merge)(BlockDriverState *bs, const char *name, BlockDriverState *src,
+                        const char *src_name, Error **errp);
+    int (*bitmap_status)(BlockDriverState *bs, const char *name, uint64_t offset,
+                         uint64_t bytes, uint64_t *pnum);
+
     ssize_t (*compress_cluster)(BlockDriverState *bs, void *dest, size_t dest_size,
                                 const void *src, size_t src_size);
     int (*pwrite_compressed_cluster)(BlockDriverState *bs, uint64_t offset, const void *data,
@@ -290,6 +336,41 @@ const char *bdrv_get_format_name(BlockDriverState *bs);
 BlockDriverState *bdrv_get_protocol(BlockDriverState *bs);
 /* Lowest node of the backing chain. */
 BlockDriverState *bdrv_chain_bottom(BlockDriverState *bs);
+
+/*
+ * Persistent dirty bitmaps (src/block/block-bitmap.c). Errors read like QEMU's QMP
+ * block-dirty-bitmap-* commands. node_name is how errors name the node (QEMU's
+ * "Can't store persistent bitmaps to <node>"); NULL uses the file name.
+ */
+/* True if the node's format can store persistent bitmaps (qcow2). */
+bool bdrv_supports_persistent_dirty_bitmap(BlockDriverState *bs);
+/*
+ * The node's bitmaps (*plist allocated), newest first as QEMU lists them (those loaded
+ * from an image count as created in their stored order); count or -errno.
+ */
+int bdrv_dirty_bitmap_list(BlockDriverState *bs, BdrvDirtyBitmapInfo **plist);
+void bdrv_dirty_bitmap_list_free(BdrvDirtyBitmapInfo *list, int count);
+/* Find name in the node's bitmaps: 1 and *info filled (name not copied), 0, -errno. */
+int bdrv_dirty_bitmap_find(BlockDriverState *bs, const char *name, BdrvDirtyBitmapInfo *info);
+/*
+ * Add a persistent bitmap; granularity 0 picks the default (the cluster size within
+ * 4 KiB..64 KiB, as QEMU does).
+ */
+int bdrv_dirty_bitmap_add(BlockDriverState *bs, const char *node_name, const char *name,
+                          uint64_t granularity, bool disabled, Error **errp);
+int bdrv_dirty_bitmap_remove(BlockDriverState *bs, const char *name, Error **errp);
+int bdrv_dirty_bitmap_clear(BlockDriverState *bs, const char *name, Error **errp);
+int bdrv_dirty_bitmap_set_enabled(BlockDriverState *bs, const char *name, bool enabled,
+                                  Error **errp);
+/* OR bitmap src_name of src (may be bs) into bitmap name of bs. */
+int bdrv_dirty_bitmap_merge(BlockDriverState *bs, const char *name, BlockDriverState *src,
+                            const char *src_name, Error **errp);
+/*
+ * Dirty status of [offset, offset + bytes) in bitmap name: 1 dirty / 0 clean for the
+ * first *pnum bytes, -ENOENT for an unknown bitmap, other -errno.
+ */
+int bdrv_dirty_bitmap_status(BlockDriverState *bs, const char *name, int64_t offset,
+                             int64_t bytes, int64_t *pnum);
 
 /* Parse -t / cache= mode into BDRV_O_* flags. 0 or -EINVAL. */
 int bdrv_parse_cache_mode(const char *mode, int *flags);

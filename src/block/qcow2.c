@@ -217,17 +217,10 @@ static int read_extensions(BlockDriverState *bs, uint64_t start, uint64_t end,
             s->crypto_header_length = be64toh(s->crypto_header_length);
             break;
         case QCOW2_EXT_BITMAPS:
-            if (len != sizeof(Qcow2BitmapHeaderExt)) {
-                error_setg(errp, "bitmaps_ext: Invalid extension length");
+            if ((ret = qcow2_bitmaps_read_ext(bs, data, len, errp)) < 0) {
                 free(data);
-                return -EINVAL;
+                return ret;
             }
-            memcpy(&s->bitmaps_ext, data, sizeof(s->bitmaps_ext));
-            s->bitmaps_ext.nb_bitmaps = be32toh(s->bitmaps_ext.nb_bitmaps);
-            s->bitmaps_ext.bitmap_directory_size = be64toh(s->bitmaps_ext.bitmap_directory_size);
-            s->bitmaps_ext.bitmap_directory_offset =
-                be64toh(s->bitmaps_ext.bitmap_directory_offset);
-            s->has_bitmaps_ext = true;
             break;
         case QCOW2_EXT_DATA_FILE:
             free(s->image_data_file);
@@ -645,6 +638,7 @@ static void qcow2_free_state(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
     qcow2_free_snapshots(bs);
+    qcow2_bitmaps_free(bs);
     qcow2_cache_destroy(s->l2_table_cache);
     qcow2_cache_destroy(s->refcount_block_cache);
     s->l2_table_cache = s->refcount_block_cache = NULL;
@@ -929,13 +923,17 @@ static int qcow2_open(BlockDriverState *bs, json_t *options, int flags, Error **
         }
     }
 
-    /* Writers must drop autoclear bits they do not maintain (bitmaps included). */
-    bool update_header = false;
-    if ((flags & BDRV_O_RDWR) && s->autoclear_features) {
-        s->autoclear_features &= QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    /* Writers must drop autoclear bits they do not maintain. */
+    bool update_header = false, header_updated = false;
+    if ((flags & BDRV_O_RDWR) && (s->autoclear_features & ~QCOW2_AUTOCLEAR_MASK)) {
+        s->autoclear_features &= QCOW2_AUTOCLEAR_MASK;
         update_header = true;
     }
-    if (update_header) {
+    ret = qcow2_bitmaps_load(bs, &header_updated, errp);
+    if (ret < 0) {
+        goto fail;
+    }
+    if (update_header && !header_updated) {
         ret = qcow2_update_header(bs);
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Could not update qcow2 header");
@@ -966,6 +964,7 @@ fail:
 /* Called when the last reference goes: write back caches, mark clean, free. */
 static void qcow2_close(BlockDriverState *bs)
 {
+    qcow2_bitmaps_close(bs);
     if (!bs->read_only) {
         if (qcow2_write_caches(bs) == 0) {
             qcow2_mark_clean(bs);
@@ -983,7 +982,13 @@ static int qcow2_reopen(BlockDriverState *bs, int flags, Error **errp)
             error_setg(errp, "qcow2: Image is corrupt; cannot be opened read/write");
             return -EACCES;
         }
+        if (bs->read_only && qcow2_bitmaps_reopen(bs, true, errp) < 0) {
+            return -EINVAL;
+        }
     } else if (!bs->read_only) {
+        if (qcow2_bitmaps_reopen(bs, false, errp) < 0) {
+            return -EINVAL;
+        }
         int ret = qcow2_flush_caches(bs);
         if (ret == 0) {
             ret = qcow2_mark_clean(bs);
@@ -1036,70 +1041,6 @@ static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
                                      (s->cluster_bits + s->l2_bits));
     bdi->is_dirty = (s->incompatible_features & QCOW2_INCOMPAT_DIRTY) != 0;
     return 0;
-}
-
-/* Bitmap directory entry: the fixed part before extra data and name. */
-typedef struct __attribute__((packed)) Qcow2BitmapDirEntry {
-    uint64_t bitmap_table_offset;
-    uint32_t bitmap_table_size;
-    uint32_t flags;
-    uint8_t type;
-    uint8_t granularity_bits;
-    uint16_t name_size;
-    uint32_t extra_data_size;
-} Qcow2BitmapDirEntry;
-_Static_assert(sizeof(Qcow2BitmapDirEntry) == 24, "qcow2 bitmap directory entry layout");
-
-#define QCOW2_BITMAP_FLAG_IN_USE (1U << 0)
-#define QCOW2_BITMAP_FLAG_AUTO   (1U << 1)
-#define QCOW2_MAX_BITMAP_DIRECTORY (64 * QKIT_MiB)
-
-json_t *qcow2_get_bitmap_info(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    if (!s->has_bitmaps_ext || !s->bitmaps_ext.nb_bitmaps ||
-        !(s->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ||
-        s->bitmaps_ext.bitmap_directory_size > QCOW2_MAX_BITMAP_DIRECTORY) {
-        return NULL;
-    }
-    size_t size = s->bitmaps_ext.bitmap_directory_size;
-    uint8_t *dir = malloc(size ? size : 1);
-    if (!dir || bdrv_pread(bs->file, (int64_t)s->bitmaps_ext.bitmap_directory_offset,
-                           (int64_t)size, dir, 0) < 0) {
-        free(dir);
-        return NULL;
-    }
-    json_t *list = json_array();
-    size_t pos = 0;
-    for (uint32_t i = 0; i < s->bitmaps_ext.nb_bitmaps; i++) {
-        Qcow2BitmapDirEntry e;
-        if (pos + sizeof(e) > size) {
-            break;
-        }
-        memcpy(&e, dir + pos, sizeof(e));
-        uint32_t flags = be32toh(e.flags);
-        uint16_t name_size = be16toh(e.name_size);
-        uint32_t extra = be32toh(e.extra_data_size);
-        size_t name_pos = pos + sizeof(e) + extra;
-        if (name_pos + name_size > size) {
-            break;
-        }
-        json_t *fl = json_array();
-        if (flags & QCOW2_BITMAP_FLAG_IN_USE) {
-            json_array_append_new(fl, json_string("in-use"));
-        }
-        if (flags & QCOW2_BITMAP_FLAG_AUTO) {
-            json_array_append_new(fl, json_string("auto"));
-        }
-        json_t *b = json_object();
-        json_object_set_new(b, "flags", fl);
-        json_object_set_new(b, "name", json_stringn((char *)dir + name_pos, name_size));
-        json_object_set_new(b, "granularity", json_integer(1LL << e.granularity_bits));
-        json_array_append_new(list, b);
-        pos = ROUND_UP(name_pos + name_size, QCOW2_EXT_ALIGN);
-    }
-    free(dir);
-    return list;
 }
 
 /* The "format-specific" object of info, keys in the order qemu-img prints them. */
@@ -1157,10 +1098,6 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
     }
     if (s->nb_snapshots) {
         error_setg(errp, "Can't resize an image which has snapshots");
-        return -ENOTSUP;
-    }
-    if (s->has_bitmaps_ext && s->bitmaps_ext.nb_bitmaps) {
-        error_setg(errp, "Cannot resize qcow2 image with persistent bitmaps");
         return -ENOTSUP;
     }
     uint64_t old_length = ROUND_DOWN(s->size, 512);
@@ -1254,7 +1191,7 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
     }
     s->size = offset;
     s->l1_vm_state_index = (uint32_t)new_l1_size;
-    return 0;
+    return qcow2_bitmaps_truncate(bs, offset);
 }
 
 /* Called by rebase and by create: store a new backing file name and format. */
@@ -1323,4 +1260,13 @@ const BlockDriver bdrv_qcow2 = {
     .snapshot_goto = qcow2_snapshot_goto,
     .snapshot_delete = qcow2_snapshot_delete,
     .snapshot_list = qcow2_snapshot_list,
+    .bitmap_supported = qcow2_bitmap_supported,
+    .bitmap_list = qcow2_bitmap_list,
+    .bitmap_can_store = qcow2_bitmap_can_store,
+    .bitmap_add = qcow2_bitmap_add,
+    .bitmap_remove = qcow2_bitmap_remove,
+    .bitmap_clear = qcow2_bitmap_clear,
+    .bitmap_set_enabled = qcow2_bitmap_set_enabled,
+    .bitmap_merge = qcow2_bitmap_merge,
+    .bitmap_status = qcow2_bitmap_status,
 };

@@ -10,6 +10,7 @@
  *   qcow2-check.c    check/repair                    (qcow2_check)
  *   qcow2-snapshot.c internal snapshots              (qcow2_snapshot_*, snapshot table)
  *   qcow2-amend.c    amend                           (qcow2_amend)
+ *   qcow2-bitmap.c   persistent dirty bitmaps        (qcow2_bitmaps_*, qcow2_bitmap_*)
  *
  * In memory, the L1 table and the refcount table are kept in host byte order; cached
  * L2 tables and refcount blocks are kept exactly as on disk (big endian).
@@ -319,6 +320,9 @@ typedef struct BDRVQcow2State {
     uint64_t crypto_header_length;
     char *image_data_file;          /* data file name extension, or NULL */
 
+    /* Persistent dirty bitmaps in memory, newest first (qcow2-bitmap.c). */
+    struct Qcow2DirtyBitmap *dirty_bitmaps;
+
     /* Internal snapshots (read and written by qcow2-snapshot.c). */
     uint64_t snapshots_offset;
     uint32_t snapshots_size;        /* bytes of the table on disk */
@@ -418,8 +422,48 @@ int qcow2_validate_table(BlockDriverState *bs, uint64_t offset, uint64_t entries
 /* Compute refcount_bits / limits in s from s->refcount_order. */
 void qcow2_set_refcount_order(BDRVQcow2State *s, int refcount_order);
 
+
+/* ---- qcow2-bitmap.c ---- */
+
+/* Open: check the bitmaps header extension's data (len bytes as read). */
+int qcow2_bitmaps_read_ext(BlockDriverState *bs, const void *data, uint32_t len,
+                           Error **errp);
+/*
+ * Open: load every bitmap; on a writable node mark them in-use on disk (then
+ * *header_updated is true). Errors read like QEMU's open errors.
+ */
+int qcow2_bitmaps_load(BlockDriverState *bs, bool *header_updated, Error **errp);
+/* Write every changed bitmap back (new tables and directory, in-use flags cleared). */
+int qcow2_bitmaps_store(BlockDriverState *bs, Error **errp);
+/* Close: store (writable nodes; a failure is reported, as QEMU does) and free. */
+int qcow2_bitmaps_close(BlockDriverState *bs);
+/* Free the in-memory bitmaps without storing them (failed open). */
+void qcow2_bitmaps_free(BlockDriverState *bs);
+/* Reopen: store them before going read-only; mark them in-use going read-write. */
+int qcow2_bitmaps_reopen(BlockDriverState *bs, bool rw, Error **errp);
+/* Resize: the bitmaps follow the new disk size. */
+int qcow2_bitmaps_truncate(BlockDriverState *bs, uint64_t new_size);
+/* Guest write, zero write or discard of [offset, offset+bytes): mark enabled bitmaps. */
+void qcow2_bitmaps_mark_dirty(BlockDriverState *bs, uint64_t offset, uint64_t bytes);
 /* Called by info: the "bitmaps" list of format-specific data, or NULL when none. */
 json_t *qcow2_get_bitmap_info(BlockDriverState *bs);
+/* Called by measure: bytes the persistent bitmaps of in_bs take in a new image. */
+uint64_t qcow2_bitmaps_measure(BlockDriverState *in_bs, uint64_t cluster_size);
+/* Driver callbacks behind the bdrv_dirty_bitmap_* functions. */
+bool qcow2_bitmap_supported(BlockDriverState *bs);
+int qcow2_bitmap_list(BlockDriverState *bs, BdrvDirtyBitmapInfo **plist);
+int qcow2_bitmap_can_store(BlockDriverState *bs, const char *name, uint32_t granularity,
+                           Error **errp);
+int qcow2_bitmap_add(BlockDriverState *bs, const char *name, uint32_t granularity,
+                     bool disabled, Error **errp);
+int qcow2_bitmap_remove(BlockDriverState *bs, const char *name, Error **errp);
+int qcow2_bitmap_clear(BlockDriverState *bs, const char *name, Error **errp);
+int qcow2_bitmap_set_enabled(BlockDriverState *bs, const char *name, bool enabled,
+                             Error **errp);
+int qcow2_bitmap_merge(BlockDriverState *bs, const char *name, BlockDriverState *src,
+                       const char *src_name, Error **errp);
+int qcow2_bitmap_status(BlockDriverState *bs, const char *name, uint64_t offset,
+                        uint64_t bytes, uint64_t *pnum);
 
 /* ---- qcow2-create.c ---- */
 
