@@ -879,6 +879,7 @@ int qcow2_pwrite(BlockDriverState *bs, uint64_t offset, uint64_t bytes, const vo
 {
     BDRVQcow2State *s = bs->opaque;
     const uint8_t *buf = vbuf;
+    qcow2_bitmaps_mark_dirty(bs, offset, bytes);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
     }
@@ -1077,6 +1078,7 @@ static int zero_partial(BlockDriverState *bs, uint64_t offset, uint64_t bytes, i
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes, int flags)
 {
     BDRVQcow2State *s = bs->opaque;
+    qcow2_bitmaps_mark_dirty(bs, offset, bytes);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
     }
@@ -1172,6 +1174,7 @@ int qcow2_cluster_discard(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
 int qcow2_pdiscard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
 {
     BDRVQcow2State *s = bs->opaque;
+    qcow2_bitmaps_mark_dirty(bs, offset, bytes);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
     }

@@ -439,6 +439,6 @@ int qcow2_measure(QOpts *opts, BlockDriverState *in_bs, BlockMeasureInfo *info, 
     info->required = info->fully_allocated - virtual_size + required;
     info->has_bitmaps = version >= 3 && in_bs && in_bs->drv == &bdrv_qcow2 &&
                         ((BDRVQcow2State *)in_bs->opaque)->qcow_version >= 3;
-    info->bitmaps = 0;
+    info->bitmaps = info->has_bitmaps ? qcow2_bitmaps_measure(in_bs, cs) : 0;
     return 0;
 }
