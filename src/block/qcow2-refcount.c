@@ -249,7 +249,9 @@ int64_t qcow2_refcount_area(BlockDriverState *bs, uint64_t start_offset,
         return -EFBIG;
     }
     uint64_t area_index = (start_offset >> s->cluster_bits) >> s->refcount_block_bits;
-    uint64_t table_size = ROUND_UP(total_blocks, s->cluster_size / REFTABLE_ENTRY_SIZE);
+    /* Growing (not exact): leave half as much room again, as qemu-img does. */
+    uint64_t table_size = exact_size ? total_blocks : total_blocks + DIV_ROUND_UP(total_blocks, 2);
+    table_size = ROUND_UP(table_size, s->cluster_size / REFTABLE_ENTRY_SIZE);
     uint64_t table_clusters = table_size * REFTABLE_ENTRY_SIZE / s->cluster_size;
     if (table_size > QCOW2_MAX_REFTABLE_BYTES / REFTABLE_ENTRY_SIZE) {
         return -EFBIG;
