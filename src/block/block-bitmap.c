@@ -134,26 +134,29 @@ int bdrv_dirty_bitmap_add(BlockDriverState *bs, const char *node_name, const cha
                    BDRV_BITMAP_MIN_GRANULARITY);
         return -EINVAL;
     }
-    if (!bdrv_supports_persistent_dirty_bitmap(bs) || !bs->drv->bitmap_add) {
+    /* A qcow2 v2 image gets its own message from bitmap_can_store. */
+    if (!bs->drv->bitmap_can_store || !bs->drv->bitmap_add) {
         error_setg_errno(errp, ENOTSUP, "Can't store persistent bitmaps to %s", node);
         return -ENOTSUP;
     }
     bitmap_lock(bs);
+    BdrvDirtyBitmapInfo info;
+    ret = bdrv_dirty_bitmap_find(bs, name, &info);
+    if (ret != 0) {
+        if (ret > 0) {
+            error_setg(errp, "Bitmap already exists: %s", name);
+            ret = -EEXIST;
+        } else {
+            error_setg_errno(errp, -ret, "Could not list the dirty bitmaps");
+        }
+        goto out;
+    }
     ret = bs->drv->bitmap_can_store(bs, name, (uint32_t)granularity, errp);
     if (ret < 0) {
         error_prepend(errp, "Can't make bitmap '%s' persistent in '%s': ", name, node);
         goto out;
     }
-    BdrvDirtyBitmapInfo info;
-    ret = bdrv_dirty_bitmap_find(bs, name, &info);
-    if (ret > 0) {
-        error_setg(errp, "Bitmap already exists: %s", name);
-        ret = -EEXIST;
-        goto out;
-    }
-    if (ret == 0) {
-        ret = bs->drv->bitmap_add(bs, name, (uint32_t)granularity, disabled, errp);
-    }
+    ret = bs->drv->bitmap_add(bs, name, (uint32_t)granularity, disabled, errp);
 out:
     bitmap_unlock(bs);
     return ret;

@@ -853,9 +853,9 @@ static int check_constraints(BlockDriverState *bs, const char *name, uint32_t gr
                    1ULL << BME_MIN_GRANULARITY_BITS);
         return -EINVAL;
     }
-    /* The same 64-bit arithmetic as QEMU, wrap-around included. */
-    if (len > ((uint64_t)BME_MAX_PHYS_SIZE << (gran_bits + 3)) ||
-        len > (((uint64_t)BME_MAX_TABLE_SIZE * s->cluster_size) << gran_bits)) {
+    uint64_t bitmap_bytes = DIV_ROUND_UP(DIV_ROUND_UP(len, granularity), 8);
+    if (bitmap_bytes > BME_MAX_PHYS_SIZE ||
+        bitmap_bytes > (uint64_t)BME_MAX_TABLE_SIZE * s->cluster_size) {
         error_setg(errp, "Too much space will be occupied by the bitmap. Use larger "
                    "granularity");
         return -EINVAL;
