@@ -3,12 +3,10 @@
  * qkit-img bitmap: add, remove, clear, enable, disable or merge a persistent dirty
  * bitmap. The command line, its checks and the per-action messages are qemu-img's.
  *
- * No format driver here stores persistent bitmaps yet: for formats without them in
- * QEMU either (raw) every action fails exactly as in qemu-img. For qcow2, whatever
- * can be decided from the bitmap list the driver reports (empty name, bad
- * granularity, v2 image, unknown or duplicate bitmap) reads as in qemu-img; an
- * action that would really change a qcow2 bitmap fails with a "not supported"
- * message, and the image is opened read-only so that nothing is written to it.
+ * The work is the block layer's (bdrv_dirty_bitmap_*): this file parses the command
+ * line and runs the actions in order on the image, opened read-write without its
+ * backing chain; the bitmaps are written back when the image is closed, even after a
+ * failed action, as with qemu-img.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -55,154 +53,59 @@ typedef struct BitmapAction {
     const char *src;              /* --merge SOURCE */
 } BitmapAction;
 
-#define BITMAP_MIN_GRANULARITY 512
-/* Longest bitmap name a qcow2 image can store. */
-#define BITMAP_MAX_NAME_LEN 1023
 /* QEMU names anonymous nodes "#block" + a counter + two random digits. */
 #define BITMAP_NODE_RANDOM_RANGE 100
 
-/* What the image (as its driver reports it) says about persistent bitmaps. */
+/* An open image and how error messages name its node. */
 typedef struct BitmapImage {
     BlockDriverState *bs;
-    bool is_qcow2;
-    bool qcow2_v2;
-    json_t *bitmaps;              /* array of {"name": ...} or NULL */
     char node_name[32];
 } BitmapImage;
 
-/* Load what the driver reports (format, compat level, bitmap list) for bs. */
+/* Name the node the way QEMU names anonymous nodes in its messages. */
 static void bitmap_image_init(BitmapImage *img, BlockDriverState *bs, unsigned node_index)
 {
     memset(img, 0, sizeof(*img));
     img->bs = bs;
-    img->is_qcow2 = !strcmp(bs->drv->format_name, "qcow2");
     snprintf(img->node_name, sizeof(img->node_name), "#block%u%02u", node_index,
              (unsigned)(rand() % BITMAP_NODE_RANDOM_RANGE));
-    if (!img->is_qcow2 || !bs->drv->get_specific_info) {
-        return;
-    }
-    json_t *info = bs->drv->get_specific_info(bs, NULL);
-    json_t *data = info ? json_object_get(info, "data") : NULL;
-    const char *compat = data ? json_string_value(json_object_get(data, "compat")) : NULL;
-    img->qcow2_v2 = compat && !strcmp(compat, "0.10");
-    json_t *bitmaps = data ? json_object_get(data, "bitmaps") : NULL;
-    if (json_is_array(bitmaps)) {
-        img->bitmaps = json_incref(bitmaps);
-    }
-    json_decref(info);
-}
-
-/* True if the image lists a bitmap called name. */
-static bool bitmap_image_has(const BitmapImage *img, const char *name)
-{
-    size_t i;
-    json_t *bm;
-    json_array_foreach(img->bitmaps, i, bm) {
-        const char *n = json_string_value(json_object_get(bm, "name"));
-        if (n && !strcmp(n, name)) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* The error of adding bitmap name with granularity (0 = default) to img. */
-static void bitmap_add(const BitmapImage *img, const char *name, uint64_t granularity,
-                       Error **errp)
-{
-    if (!name[0]) {
-        error_setg(errp, "Bitmap name cannot be empty");
-        return;
-    }
-    /* QMP carries the granularity as 32 bits. */
-    uint32_t gran32 = (uint32_t)granularity;
-    if (granularity && (gran32 < BITMAP_MIN_GRANULARITY || !QKIT_IS_POW2(gran32))) {
-        error_setg(errp, "Granularity must be power of 2 and at least %d",
-                   BITMAP_MIN_GRANULARITY);
-        return;
-    }
-    if (!img->is_qcow2) {
-        error_setg_errno(errp, ENOTSUP, "Can't store persistent bitmaps to %s",
-                         img->node_name);
-        return;
-    }
-    if (img->qcow2_v2) {
-        error_setg(errp, "Can't make bitmap '%s' persistent in '%s': Cannot store dirty "
-                   "bitmaps in qcow2 v2 files", name, img->node_name);
-        return;
-    }
-    if (strlen(name) > BITMAP_MAX_NAME_LEN) {
-        error_setg(errp, "Can't make bitmap '%s' persistent in '%s': Name length exceeds "
-                   "maximum (%d characters)", name, img->node_name, BITMAP_MAX_NAME_LEN);
-        return;
-    }
-    if (bitmap_image_has(img, name)) {
-        error_setg(errp, "Bitmap already exists: %s", name);
-        return;
-    }
-    error_setg(errp, "Persistent bitmaps are not supported for qcow2 images yet");
-}
-
-/* The error of remove/clear/enable/disable on bitmap name. */
-static void bitmap_modify(const BitmapImage *img, const char *name, Error **errp)
-{
-    if (!bitmap_image_has(img, name)) {
-        error_setg(errp, "Dirty bitmap '%s' not found", name);
-        return;
-    }
-    error_setg(errp, "Persistent bitmaps are not supported for qcow2 images yet");
-}
-
-/* The error of merging src_name (of src) into name (of img). */
-static void bitmap_merge(const BitmapImage *img, const char *name, const BitmapImage *src,
-                         const char *src_name, Error **errp)
-{
-    if (!bitmap_image_has(img, name)) {
-        error_setg(errp, "Dirty bitmap '%s' not found", name);
-        return;
-    }
-    if (!bitmap_image_has(src, src_name)) {
-        error_setg(errp, "Dirty bitmap '%s' not found", src_name);
-        return;
-    }
-    error_setg(errp, "Persistent bitmaps are not supported for qcow2 images yet");
 }
 
 /*
- * Open the image. A qcow2 image stays read-only, since nothing can be changed in
- * it; other formats are opened again the way qemu-img opens them (read-write),
- * so that warnings and lock errors read the same.
+ * The granularity as QMP receives it: qemu-img passes the number through a 32-bit
+ * field, so only a value that truncates to 0 is kept whole (and then refused).
  */
-static BlockDriverState *bitmap_open(bool image_opts, const char *filename, const char *fmt,
-                                     int flags)
+static uint64_t bitmap_qmp_granularity(uint64_t granularity)
 {
-    BlockDriverState *bs = img_open(image_opts, filename, fmt, flags & ~BDRV_O_RDWR, false,
-                                    false, false);
-    if (bs && (flags & BDRV_O_RDWR) && strcmp(bs->drv->format_name, "qcow2")) {
-        bdrv_unref(bs);
-        bs = img_open(image_opts, filename, fmt, flags, false, false, false);
-    }
-    return bs;
+    return (uint32_t)granularity ? (uint32_t)granularity : granularity;
 }
 
 /* Run the actions in order; stops at the first failure. 0 or 1 (exit status). */
 static int bitmap_run(const BitmapAction *acts, int nacts, const char *bitmap,
                       uint64_t granularity, const BitmapImage *img, const BitmapImage *src)
 {
+    BlockDriverState *bs = img->bs;
     for (int i = 0; i < nacts; i++) {
         Error *err = NULL;
         switch (acts[i].act) {
         case BITMAP_ADD:
-            bitmap_add(img, bitmap, granularity, &err);
+            bdrv_dirty_bitmap_add(bs, img->node_name, bitmap,
+                                  bitmap_qmp_granularity(granularity), false, &err);
             break;
         case BITMAP_REMOVE:
+            bdrv_dirty_bitmap_remove(bs, bitmap, &err);
+            break;
         case BITMAP_CLEAR:
+            bdrv_dirty_bitmap_clear(bs, bitmap, &err);
+            break;
         case BITMAP_ENABLE:
+            bdrv_dirty_bitmap_set_enabled(bs, bitmap, true, &err);
+            break;
         case BITMAP_DISABLE:
-            bitmap_modify(img, bitmap, &err);
+            bdrv_dirty_bitmap_set_enabled(bs, bitmap, false, &err);
             break;
         case BITMAP_MERGE:
-            bitmap_merge(img, bitmap, src, acts[i].src, &err);
+            bdrv_dirty_bitmap_merge(bs, bitmap, src->bs, acts[i].src, &err);
             break;
         }
         if (err) {
@@ -320,13 +223,15 @@ int img_bitmap(int argc, char **argv)
 
     srand((unsigned)(time(NULL) ^ getpid()));
     /* Bitmaps live in the image itself: the backing chain is not needed. */
-    bs = bitmap_open(image_opts, filename, fmt, BDRV_O_RDWR | BDRV_O_NO_BACKING);
+    bs = img_open(image_opts, filename, fmt, BDRV_O_RDWR | BDRV_O_NO_BACKING, false, false,
+                  false);
     if (!bs) {
         goto out;
     }
     bitmap_image_init(&img, bs, 1);
     if (src_filename) {
-        src_bs = bitmap_open(false, src_filename, src_fmt, BDRV_O_NO_BACKING);
+        /* Read-only, with its backing chain, as qemu-img opens the merge source. */
+        src_bs = img_open(false, src_filename, src_fmt, 0, false, false, false);
         if (!src_bs) {
             goto out;
         }
@@ -335,8 +240,6 @@ int img_bitmap(int argc, char **argv)
     ret = bitmap_run(acts, nacts, bitmap, (uint64_t)granularity, &img,
                      src_filename ? &src : &img);
 out:
-    json_decref(img.bitmaps);
-    json_decref(src.bitmaps);
     if (src_bs) {
         bdrv_unref(src_bs);
     }
