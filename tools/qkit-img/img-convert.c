@@ -66,12 +66,6 @@ static bool convert_can_compress(const BlockDriver *drv)
     return false;
 }
 
-/* True if a format keeps persistent dirty bitmaps (only qcow2 does, in QEMU). */
-static bool convert_format_has_bitmaps(const BlockDriver *drv)
-{
-    return !strcmp(drv->format_name, "qcow2");
-}
-
 /* True if name is described in the NULL-terminated list of tables. */
 static bool convert_opts_have(const QOptDesc *const *tables, const char *name)
 {
@@ -361,26 +355,61 @@ static int convert_load_snapshot(const ConvertArgs *a, BlockDriverState *bs)
 }
 
 /*
- * --bitmaps: the source must be able to hold persistent bitmaps. qcow2 bitmaps are
- * not implemented by the qcow2 driver yet: a source that lists any is refused.
+ * --bitmaps, before copying: the source must support persistent bitmaps, and none of
+ * them may be inconsistent unless --skip-broken-bitmaps.
  */
-static int convert_check_bitmaps(BlockDriverState *src)
+static int convert_check_bitmaps(BlockDriverState *src, bool skip_broken)
 {
-    if (!convert_format_has_bitmaps(src->drv)) {
+    if (!bdrv_supports_persistent_dirty_bitmap(src)) {
         error_report("Source lacks bitmap support");
         return -1;
     }
-    json_t *info = src->drv->get_specific_info ? src->drv->get_specific_info(src, NULL) : NULL;
-    json_t *data = info ? json_object_get(info, "data") : NULL;
-    json_t *bitmaps = data ? json_object_get(data, "bitmaps") : NULL;
-    size_t count = json_is_array(bitmaps) ? json_array_size(bitmaps) : 0;
-    json_decref(info);
-    if (count) {
-        error_report("Copying persistent bitmaps is not supported: qcow2 bitmaps are not "
-                     "implemented");
-        return -1;
+    BdrvDirtyBitmapInfo *list;
+    int n = bdrv_dirty_bitmap_list(src, &list);
+    int ret = 0;
+    for (int i = 0; i < n && !skip_broken; i++) {
+        if (list[i].inconsistent) {
+            error_report("Cannot copy inconsistent bitmap '%s'", list[i].name);
+            fprintf(stderr, "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' "
+                    "to delete it\n");
+            ret = -1;
+            break;
+        }
     }
-    return 0;
+    bdrv_dirty_bitmap_list_free(list, n);
+    return ret;
+}
+
+/* --bitmaps, after copying: add each source bitmap to the target and fill it. */
+static int convert_copy_bitmaps(BlockDriverState *src, BlockDriverState *dst, bool skip_broken)
+{
+    BdrvDirtyBitmapInfo *list;
+    int n = bdrv_dirty_bitmap_list(src, &list);
+    int ret = 0;
+    for (int i = 0; i < n; i++) {
+        Error *err = NULL;
+        const char *name = list[i].name;
+        if (skip_broken && list[i].inconsistent) {
+            error_report("warning: Skipping inconsistent bitmap '%s'", name);
+            continue;
+        }
+        if (bdrv_dirty_bitmap_add(dst, NULL, name, list[i].granularity, !list[i].enabled,
+                                  &err) < 0) {
+            error_prepend(&err, "Failed to create bitmap %s: ", name);
+            error_report_err(err);
+            ret = -1;
+            break;
+        }
+        if (bdrv_dirty_bitmap_merge(dst, name, src, name, &err) < 0) {
+            error_prepend(&err, "Failed to populate bitmap %s: ", name);
+            error_report_err(err);
+            bdrv_dirty_bitmap_remove(dst, name, NULL);
+            ret = -1;
+            break;
+        }
+    }
+    bdrv_dirty_bitmap_list_free(list, n);
+    return ret;
 }
 
 /* Build the create options of the target; NULL after the error was reported. */
@@ -557,7 +586,7 @@ static int convert_run(ConvertArgs *a, int nsrc, char **src_names, const char *o
             error_report("Copying bitmaps only possible with single source");
             goto out;
         }
-        if (convert_check_bitmaps(src[0]) < 0) {
+        if (convert_check_bitmaps(src[0], a->skip_broken) < 0) {
             goto out;
         }
     }
@@ -580,7 +609,7 @@ static int convert_run(ConvertArgs *a, int nsrc, char **src_names, const char *o
     if (!target) {
         goto out;
     }
-    if (a->bitmaps && !convert_format_has_bitmaps(target->drv)) {
+    if (a->bitmaps && !bdrv_supports_persistent_dirty_bitmap(target)) {
         error_report("Format driver '%s' does not support bitmaps", target->drv->format_name);
         goto out;
     }
@@ -620,6 +649,9 @@ static int convert_run(ConvertArgs *a, int nsrc, char **src_names, const char *o
     };
     if (block_convert(&p, &err) < 0) {
         error_report_err(err);
+        goto out;
+    }
+    if (a->bitmaps && convert_copy_bitmaps(src[0], target, a->skip_broken) < 0) {
         goto out;
     }
     ret = 0;
