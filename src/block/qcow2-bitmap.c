@@ -256,6 +256,7 @@ int qcow2_bitmaps_read_ext(BlockDriverState *bs, const void *data, uint32_t len,
         fprintf(stderr, "Some clusters may be leaked, run 'qemu-img check -r' on the "
                 "image file to fix.");
         s->has_bitmaps_ext = false;
+        s->stale_bitmaps_ext = true;
         return 0;
     }
     memcpy(&ext, data, sizeof(ext));
@@ -797,6 +798,16 @@ int qcow2_bitmaps_load(BlockDriverState *bs, bool *header_updated, Error **errp)
     int ret;
 
     *header_updated = false;
+    if (s->stale_bitmaps_ext && !bs->read_only) {
+        /* A writer drops the stale extension (its clusters stay leaked for check). */
+        ret = qcow2_update_header(bs);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not update qcow2 header");
+            return ret;
+        }
+        s->stale_bitmaps_ext = false;
+        *header_updated = true;
+    }
     if (nb_stored_bitmaps(s) == 0) {
         return 0;
     }

@@ -322,6 +322,7 @@ typedef struct BDRVQcow2State {
 
     /* Persistent dirty bitmaps in memory, newest first (qcow2-bitmap.c). */
     struct Qcow2DirtyBitmap *dirty_bitmaps;
+    bool stale_bitmaps_ext;         /* found without its autoclear bit: to be dropped */
 
     /* Internal snapshots (read and written by qcow2-snapshot.c). */
     uint64_t snapshots_offset;
