@@ -1132,7 +1132,9 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
             error_setg_errno(errp, (int)-old_file_size, "Failed to inquire current file length");
             return (int)old_file_size;
         }
-        int64_t last = qcow2_get_last_cluster(bs, old_file_size >> s->cluster_bits);
+        /* The file may end inside a cluster (bitmap tables are written unpadded). */
+        int64_t last = qcow2_get_last_cluster(
+            bs, (int64_t)qcow2_size_to_clusters(s, (uint64_t)old_file_size));
         if (last < 0) {
             error_setg_errno(errp, (int)-last, "Failed to find the last cluster");
             return (int)last;
