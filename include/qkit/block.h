@@ -384,5 +384,6 @@ int prealloc_mode_parse(const char *s, PreallocMode *m);
 extern const BlockDriver bdrv_file;
 extern const BlockDriver bdrv_raw;
 extern const BlockDriver bdrv_qcow2;
+extern const BlockDriver bdrv_nbd;
 
 #endif

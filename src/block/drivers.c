@@ -6,5 +6,6 @@ const BlockDriver *const bdrv_drivers[] = {
     &bdrv_file,
     &bdrv_raw,
     &bdrv_qcow2,
+    &bdrv_nbd,
     NULL,
 };
