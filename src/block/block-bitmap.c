@@ -5,6 +5,7 @@
  * then the driver's bitmap callbacks under the node lock.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,8 +217,13 @@ int bdrv_dirty_bitmap_merge(BlockDriverState *bs, const char *name, BlockDriverS
         return ret;
     }
     int64_t dst_len = bdrv_getlength(bs), src_len = bdrv_getlength(src);
-    if (dst_len < 0 || src_len < 0 || dst_len != src_len) {
+    if (dst_len < 0 || src_len < 0) {
         error_setg(errp, "Bitmaps are incompatible and can't be merged");
+        return -EINVAL;
+    }
+    if (dst_len != src_len) {
+        error_setg(errp, "Bitmaps are of different sizes (destination size is %" PRId64
+                   ", source size is %" PRId64 ") and can't be merged", dst_len, src_len);
         return -EINVAL;
     }
     if ((ret = bitmap_check(&dst_info, false, errp)) < 0) {
