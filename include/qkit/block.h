@@ -209,15 +209,6 @@ struct BlockDriver {
     int (*snapshot_list)(BlockDriverState *bs, QkitSnapshotInfo **psn);
 
     /*
-     * Optional pair that lets a caller compress on many threads and still write in
-     * order (convert -c). compress_cluster() turns one cluster of guest data
-     * (src_size is the cluster size) into what a BDRV_REQ_WRITE_COMPRESSED write
-     * would store; it runs without the node lock, so it may only read state fixed at
-     * open. It returns the length, or -ENOSPC when the result would not fit in
-     * dest_size (the caller then writes the data uncompressed).
-     * pwrite_compressed_cluster() stores len such bytes as the guest cluster at offset.
-     */
-    /*
      * Persistent dirty bitmaps; NULL callbacks mean the format has none. The block
      * layer wrappers check the common cases (names, granularity, unknown, inconsistent
      * or read-only bitmaps) before calling these. bitmap_supported: this image can
@@ -245,6 +236,15 @@ struct BlockDriver {
     int (*bitmap_status)(BlockDriverState *bs, const char *name, uint64_t offset,
                          uint64_t bytes, uint64_t *pnum);
 
+    /*
+     * Optional pair that lets a caller compress on many threads and still write in
+     * order (convert -c). compress_cluster() turns one cluster of guest data
+     * (src_size is the cluster size) into what a BDRV_REQ_WRITE_COMPRESSED write
+     * would store; it runs without the node lock, so it may only read state fixed at
+     * open. It returns the length, or -ENOSPC when the result would not fit in
+     * dest_size (the caller then writes the data uncompressed).
+     * pwrite_compressed_cluster() stores len such bytes as the guest cluster at offset.
+     */
     ssize_t (*compress_cluster)(BlockDriverState *bs, void *dest, size_t dest_size,
                                 const void *src, size_t src_size);
     int (*pwrite_compressed_cluster)(BlockDriverState *bs, uint64_t offset, const void *data,

@@ -799,6 +799,62 @@ out:
     return ret;
 }
 
+/*
+ * Compress one cluster of guest data (src_size is the cluster size). Called by
+ * convert's worker threads without the node lock: it reads only state fixed at open.
+ * -ENOSPC when the result would not fit in dest_size.
+ */
+ssize_t qcow2_compress_cluster(BlockDriverState *bs, void *dest, size_t dest_size,
+                               const void *src, size_t src_size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    ssize_t len = qcow2_compress(s, dest, dest_size, src, src_size);
+    return len == -ENOMEM ? -ENOSPC : len;
+}
+
+/*
+ * Store len bytes made by qcow2_compress_cluster as the guest cluster at offset,
+ * which must be unallocated (compression never overwrites). The data goes to the
+ * file before the L2 entry points at it, so a crash leaves at worst a leak.
+ */
+int qcow2_pwrite_compressed_cluster(BlockDriverState *bs, uint64_t offset, const void *data,
+                                    size_t len)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t *l2;
+    int l2_index;
+    if (qcow2_has_data_file(s) || qcow2_offset_into_cluster(s, offset)) {
+        return -EINVAL;
+    }
+    int ret = get_cluster_table(bs, offset, &l2, &l2_index);
+    if (ret < 0) {
+        return ret;
+    }
+    if (qcow2_get_l2_entry(s, l2, l2_index) & L2E_OFFSET_MASK) {
+        qcow2_cache_put(s->l2_table_cache, (void **)&l2);
+        return -EIO;
+    }
+    int64_t h = qcow2_alloc_bytes(bs, (int)len);
+    if (h < 0) {
+        qcow2_cache_put(s->l2_table_cache, (void **)&l2);
+        return (int)h;
+    }
+    ret = bdrv_pwrite(bs->file, h, len, data, 0);
+    if (ret < 0) {
+        qcow2_cache_put(s->l2_table_cache, (void **)&l2);
+        return ret;
+    }
+    uint64_t nb_csectors = ((uint64_t)h + (uint64_t)len - 1) / QCOW2_COMPRESSED_SECTOR_SIZE -
+                           (uint64_t)h / QCOW2_COMPRESSED_SECTOR_SIZE;
+    uint64_t desc = (uint64_t)h | QCOW_OFLAG_COMPRESSED | (nb_csectors << s->csize_shift);
+    qcow2_cache_entry_mark_dirty(s->l2_table_cache, l2);
+    qcow2_set_l2_entry(s, l2, l2_index, desc);
+    qcow2_set_l2_bitmap(s, l2, l2_index, 0);
+    qcow2_cache_put(s->l2_table_cache, (void **)&l2);
+    qcow2_bitmaps_mark_dirty(bs, offset, s->cluster_size);
+    return 0;
+}
+
 /* Compressed write of whole clusters (or the last, partial cluster of the disk). */
 static int write_compressed(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
                             const uint8_t *buf)
@@ -832,34 +888,7 @@ static int write_compressed(BlockDriverState *bs, uint64_t offset, uint64_t byte
         } else if (len < 0) {
             ret = -EINVAL;
         } else {
-            uint64_t *l2;
-            int l2_index;
-            ret = get_cluster_table(bs, offset, &l2, &l2_index);
-            if (ret < 0) {
-                break;
-            }
-            if (qcow2_get_l2_entry(s, l2, l2_index) & L2E_OFFSET_MASK) {
-                /* Compression never overwrites: the cluster must be unallocated. */
-                qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-                ret = -EIO;
-                break;
-            }
-            int64_t h = qcow2_alloc_bytes(bs, (int)len);
-            if (h < 0) {
-                qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-                ret = (int)h;
-                break;
-            }
-            uint64_t nb_csectors = ((uint64_t)h + (uint64_t)len - 1) /
-                                   QCOW2_COMPRESSED_SECTOR_SIZE -
-                                   (uint64_t)h / QCOW2_COMPRESSED_SECTOR_SIZE;
-            uint64_t desc = (uint64_t)h | QCOW_OFLAG_COMPRESSED |
-                            (nb_csectors << s->csize_shift);
-            qcow2_cache_entry_mark_dirty(s->l2_table_cache, l2);
-            qcow2_set_l2_entry(s, l2, l2_index, desc);
-            qcow2_set_l2_bitmap(s, l2, l2_index, 0);
-            qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-            ret = bdrv_pwrite(bs->file, h, len, out, 0);
+            ret = qcow2_pwrite_compressed_cluster(bs, offset, out, (size_t)len);
         }
         if (ret < 0) {
             break;

@@ -510,6 +510,10 @@ int qcow2_cluster_discard(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
                           Qcow2DiscardType type, bool full_discard);
 /* Driver entry points implemented in qcow2-cluster.c. */
 int qcow2_pread(BlockDriverState *bs, uint64_t offset, uint64_t bytes, void *buf, int flags);
+ssize_t qcow2_compress_cluster(BlockDriverState *bs, void *dest, size_t dest_size,
+                               const void *src, size_t src_size);
+int qcow2_pwrite_compressed_cluster(BlockDriverState *bs, uint64_t offset, const void *data,
+                                    size_t len);
 int qcow2_pwrite(BlockDriverState *bs, uint64_t offset, uint64_t bytes, const void *buf,
                  int flags);
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes, int flags);
