@@ -1,0 +1,77 @@
+# Helpers for the NBD server tests (sourced after lib.sh): start qkit-nbd or
+# qemu-nbd in the background (--fork, so the call returns once the server listens),
+# remember their pids, and kill them all when the test exits.
+QKIT_NBD=${QKIT_NBD:-$BUILD/tools/qkit-nbd/qkit-nbd}
+# libnbd's python module (nbdsh) is installed for Debian's python, not a pyenv one.
+NBD_PY=${NBD_PY:-/usr/bin/python3}
+NBD_PIDS=()
+
+# Kill every server this test started and wait until they are gone.
+nbd_stop_all() {
+    local p i
+    for p in "${NBD_PIDS[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    for p in "${NBD_PIDS[@]}"; do
+        for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null
+    done
+    NBD_PIDS=()
+}
+trap 'nbd_stop_all; rm -rf "$T"' EXIT
+
+# nbd_start PROG SOCK ARGS...: serve on the unix socket SOCK; its pid is in NBD_PID.
+# The server's stderr up to the moment it serves goes to $T/server.err.
+nbd_start() {
+    local prog=$1 sock=$2 pidf
+    shift 2
+    pidf=$(mktemp "$T/pid.XXXXXX")
+    rm -f "$sock" "$pidf"
+    if ! timeout 30 "$prog" --fork --pid-file="$pidf" -k "$sock" "$@" 2>"$T/server.err"; then
+        NBD_PID=
+        return 1
+    fi
+    NBD_PID=$(cat "$pidf")
+    NBD_PIDS+=("$NBD_PID")
+}
+
+# nbd_start_tcp PROG ARGS...: serve on 127.0.0.1 at a free port (NBD_PORT), retrying
+# on ports another process holds.
+nbd_start_tcp() {
+    local prog=$1 pidf try
+    shift
+    for try in $(seq 20); do
+        NBD_PORT=$((20000 + RANDOM % 40000))
+        pidf=$(mktemp "$T/pid.XXXXXX")
+        rm -f "$pidf"
+        if timeout 30 "$prog" --fork --pid-file="$pidf" -b 127.0.0.1 -p "$NBD_PORT" "$@" \
+                2>"$T/server.err"; then
+            NBD_PID=$(cat "$pidf")
+            NBD_PIDS+=("$NBD_PID")
+            return 0
+        fi
+        grep -q "available port" "$T/server.err" || return 1
+    done
+    return 1
+}
+
+# nbd_stop PID: stop one server and wait for it to exit.
+nbd_stop() {
+    local i
+    kill "$1" 2>/dev/null
+    for i in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null
+}
+
+# nbd_wait_exit PID: true if the server exits by itself within 5 s.
+nbd_wait_exit() {
+    local i
+    for i in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    return 1
+}
+
+# The nbd URI of the default export on a unix socket (name optional).
+nbd_uri() { echo "nbd+unix:///${2:-}?socket=$1"; }
+
+# nbdsh with libnbd's python module available.
+nbd_sh() { PATH=/usr/bin:$PATH nbdsh "$@"; }
