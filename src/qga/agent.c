@@ -75,10 +75,12 @@ void ga_update_enabled(GAState *s)
     for (size_t i = 0; i < s->reg.ncmds; i++) {
         QmpCommand *c = &s->reg.cmds[i];
         const char *n = c->def->name;
-        c->enabled = !name_in(n, ga_linux_disabled) &&
-                     !name_in(n, (const char *const *)s->blocked) &&
-                     (!s->allowed || name_in(n, (const char *const *)s->allowed)) &&
-                     (!s->frozen || name_in(n, ga_freeze_allowed));
+        bool configured = !name_in(n, ga_linux_disabled) &&
+                          !name_in(n, (const char *const *)s->blocked) &&
+                          (!s->allowed || name_in(n, (const char *const *)s->allowed));
+        bool frozen_out = s->frozen && !name_in(n, ga_freeze_allowed);
+        c->enabled = configured && !frozen_out;
+        c->disable_reason = configured && frozen_out ? "the agent is in frozen state" : NULL;
     }
 }
 

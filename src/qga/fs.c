@@ -337,8 +337,9 @@ static json_t *cmd_fsinfo(void *opaque, json_t *args, Error **errp)
                                "type", m[i].type);
         struct statvfs sv;
         if (statvfs(m[i].dir, &sv) == 0) {
-            uint64_t total = (uint64_t)sv.f_blocks * sv.f_frsize;
+            /* the total as a user sees it: used plus what non-root may still use */
             uint64_t used = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
+            uint64_t total = used + (uint64_t)sv.f_bavail * sv.f_frsize;
             json_object_set_new(fs, "total-bytes", json_integer((json_int_t)total));
             json_object_set_new(fs, "used-bytes", json_integer((json_int_t)used));
         }

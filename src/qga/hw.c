@@ -133,7 +133,7 @@ static json_t *cmd_get_memory_blocks(void *opaque, json_t *args, Error **errp)
         json_object_set_new(b, "phys-index", json_integer((json_int_t)idx));
         json_object_set_new(b, "online", json_boolean(state && !strncmp(state, "online", 6)));
         json_object_set_new(b, "can-offline", json_boolean(removable && removable[0] == '1'));
-        json_array_insert_new(list, 0, b);
+        json_array_append_new(list, b);
         free(state);
         free(removable);
     }
@@ -215,6 +215,9 @@ static json_t *cmd_cpustats(void *opaque, json_t *args, Error **errp)
     while (fgets(line, sizeof(line), f)) {
         unsigned long long v[10];
         int cpu;
+        if (strncmp(line, "cpu", 3) || line[3] < '0' || line[3] > '9') {
+            continue; /* the "cpu" line sums all CPUs */
+        }
         int got = sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &cpu,
                          &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
         if (got < 5) {

@@ -23,7 +23,7 @@ void qmp_register(QmpRegistry *reg, const QmpCommandDef *def)
     if (!reg->cmds) {
         abort();
     }
-    reg->cmds[reg->ncmds++] = (QmpCommand){ def, true };
+    reg->cmds[reg->ncmds++] = (QmpCommand){ def, true, NULL };
 }
 
 void qmp_register_table(QmpRegistry *reg, const QmpCommandDef *defs)
@@ -259,8 +259,11 @@ json_t *qmp_dispatch(QmpRegistry *reg, json_t *req, void *opaque, QmpCommand **c
     }
     cmd = qmp_find(reg, name);
     if (!cmd || !cmd->enabled) {
-        if (asprintf(&msg, cmd ? "Command %s has been disabled"
-                               : "The command %s has not been found", name) < 0) {
+        int r = cmd ? asprintf(&msg, "Command %s has been disabled%s%s", name,
+                               cmd->disable_reason ? ": " : "",
+                               cmd->disable_reason ? cmd->disable_reason : "")
+                    : asprintf(&msg, "The command %s has not been found", name);
+        if (r < 0) {
             abort();
         }
         rsp = qmp_error_response(QMP_CLASS_COMMAND_NOT_FOUND, msg, id);

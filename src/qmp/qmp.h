@@ -59,6 +59,7 @@ typedef struct QmpCommandDef {
 typedef struct QmpCommand {
     const QmpCommandDef *def;
     bool enabled;
+    const char *disable_reason; /* shown after "has been disabled: " if set */
 } QmpCommand;
 
 typedef struct QmpRegistry {

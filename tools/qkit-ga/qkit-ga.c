@@ -34,8 +34,10 @@ typedef struct GAConfig {
     bool verbose;
     bool retry_path;
     bool dump_conf;
-    char **blocked; /* newest first, as qemu-ga keeps them */
+    char *blocked_conf; /* the configuration file's block-rpcs text, for --dump-conf */
+    char **blocked; /* each -b list reversed, as qemu-ga keeps them */
     size_t nblocked;
+    size_t nblocked_conf; /* how many of blocked came from the file */
     char **allowed;
     size_t nallowed;
     bool allow_set;
@@ -91,17 +93,18 @@ static void set_str(char **dst, const char *v)
     *dst = v ? strdup(v) : NULL;
 }
 
-/* Add the names of a comma- (or semicolon-) separated list, newest first. */
+/* Append the names of a comma- (or semicolon-) separated list, that list reversed. */
 static void list_add(char ***list, size_t *n, const char *text, const char *seps)
 {
     char *copy = strdup(text), *save = NULL;
+    size_t first = *n;
     for (char *t = strtok_r(copy, seps, &save); t; t = strtok_r(NULL, seps, &save)) {
         *list = realloc(*list, (*n + 2) * sizeof(**list));
         if (!*list) {
             abort();
         }
-        memmove(*list + 1, *list, *n * sizeof(**list));
-        (*list)[0] = strdup(t);
+        memmove(*list + first + 1, *list + first, (*n - first) * sizeof(**list));
+        (*list)[first] = strdup(t);
         (*list)[++*n] = NULL;
     }
     free(copy);
@@ -202,6 +205,8 @@ static int config_load(GAConfig *c, const char *path)
                         "replaced with the 'block-rpcs' key.\n");
             }
             list_add(&c->blocked, &c->nblocked, v, ";");
+            c->nblocked_conf = c->nblocked;
+            set_str(&c->blocked_conf, v);
         } else if (!strcmp(k, "allow-rpcs")) {
             c->allow_set = true;
             list_add(&c->allowed, &c->nallowed, v, ";");
@@ -230,9 +235,10 @@ static void config_dump(const GAConfig *c)
     printf("statedir=%s\n", c->state_dir);
     printf("verbose=%s\n", c->verbose ? "true" : "false");
     printf("retry-path=%s\n", c->retry_path ? "true" : "false");
-    printf("block-rpcs=");
-    for (size_t i = 0; i < c->nblocked; i++) {
-        printf("%s%s", i ? "," : "", c->blocked[i]);
+    /* the file's list is shown as written there, then the -b names */
+    printf("block-rpcs=%s", c->blocked_conf ? c->blocked_conf : "");
+    for (size_t i = c->nblocked_conf; i < c->nblocked; i++) {
+        printf("%s%s", i || c->blocked_conf ? "," : "", c->blocked[i]);
     }
     printf("\n");
     if (c->allow_set) {
@@ -307,6 +313,7 @@ static void on_signal(int sig)
 
 static void config_free(GAConfig *c)
 {
+    free(c->blocked_conf);
     free(c->method);
     free(c->path);
     free(c->log_path);
