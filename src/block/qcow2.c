@@ -448,14 +448,17 @@ void qcow2_signal_corruption(BlockDriverState *bs, bool fatal, int64_t offset, i
                                               QCOW2_INCOMPAT_CORRUPT))) {
         return;
     }
-    /* QEMU reports this on stderr too: the image state changes under the user. */
+    /*
+     * QEMU prints this straight to stderr without the program name prefix: the image
+     * state changes under the user, whatever operation was running.
+     */
     if (fatal) {
-        error_report("qcow2: Marking image as corrupt: %s; further corruption events will "
-                     "be suppressed", msg);
+        fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption events "
+                "will be suppressed\n", msg);
         qcow2_mark_corrupt(bs);
     } else {
-        error_report("qcow2: Image is corrupt: %s; further non-fatal corruption events "
-                     "will be suppressed", msg);
+        fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events "
+                "will be suppressed\n", msg);
     }
     s->signaled_corruption = true;
 }
@@ -1096,8 +1099,9 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
         error_setg(errp, "The new size must be a multiple of 512");
         return -EINVAL;
     }
-    if (s->nb_snapshots) {
-        error_setg(errp, "Can't resize an image which has snapshots");
+    /* Snapshots record their disk size only from v3 on: reverting needs it. */
+    if (s->nb_snapshots && s->qcow_version < 3) {
+        error_setg(errp, "Can't resize a v2 image which has snapshots");
         return -ENOTSUP;
     }
     uint64_t old_length = ROUND_DOWN(s->size, 512);
