@@ -326,11 +326,8 @@ static const char *const nbd_option_keys[] = {
     "detect-zeroes", NULL,
 };
 
-/*
- * Find the server address: the server object, the legacy host/port/path keys, or
- * else the filename. Exactly one of them must be given.
- */
-static int nbd_parse_addr(const json_t *options, NbdAddr *a, Error **errp)
+/* Refuse options the driver does not know (QEMU checks them once the node is open). */
+static int nbd_check_unknown_opts(const json_t *options, Error **errp)
 {
     const char *key;
     json_t *val;
@@ -340,6 +337,15 @@ static int nbd_parse_addr(const json_t *options, NbdAddr *a, Error **errp)
             return -EINVAL;
         }
     }
+    return 0;
+}
+
+/*
+ * Find the server address: the server object, the legacy host/port/path keys, or
+ * else the filename. Exactly one of them must be given.
+ */
+static int nbd_parse_addr(const json_t *options, NbdAddr *a, Error **errp)
+{
     const json_t *server = json_object_get(options, "server");
     bool legacy = json_object_get(options, "host") || json_object_get(options, "port") ||
                   json_object_get(options, "path");
@@ -442,9 +448,8 @@ static int nbd_open(BlockDriverState *bs, json_t *options, int flags, Error **er
     }
     const char *tls = qdict_get_str(options, "tls-creds");
     if (tls) {
-        /* No --object tls-creds-* exists here, so no id can name credentials. */
+        /* TLS is not supported: no --object tls-creds-* exists, so no id names any. */
         error_setg(errp, "No TLS credentials with id '%s'", tls);
-        error_append_hint(errp, "NBD over TLS is not supported yet\n");
         ret = -ENOTSUP;
         goto out;
     }
@@ -475,6 +480,10 @@ static int nbd_open(BlockDriverState *bs, json_t *options, int flags, Error **er
     if ((flags & BDRV_O_RDWR) && (s->client.eflags & NBD_FLAG_READ_ONLY)) {
         error_setg_errno(errp, EACCES, "Could not open image");
         ret = -EACCES;
+        goto fail;
+    }
+    ret = nbd_check_unknown_opts(options, errp);
+    if (ret < 0) {
         goto fail;
     }
     /*
@@ -543,7 +552,8 @@ static int nbd_pwrite(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
 {
     BDRVNBDState *s = bs->opaque;
     if (nbd_in_export(s, offset, bytes) != bytes) {
-        return -EIO;
+        /* The sector tail past the export's size cannot hold data. */
+        return -ENOSPC;
     }
     uint16_t cflags = (flags & BDRV_REQ_FUA) ? NBD_CMD_FLAG_FUA : 0;
     return nbd_client_pwrite(&s->client, offset, (uint32_t)bytes, buf, cflags);
@@ -555,7 +565,8 @@ static int nbd_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t byt
 {
     BDRVNBDState *s = bs->opaque;
     if (nbd_in_export(s, offset, bytes) != bytes) {
-        return -EIO;
+        /* The sector tail past the export's size cannot hold data. */
+        return -ENOSPC;
     }
     uint16_t cflags = 0;
     if (!(flags & BDRV_REQ_MAY_UNMAP)) {
@@ -617,9 +628,9 @@ static int nbd_block_status(BlockDriverState *bs, bool want_zero, uint64_t offse
     *map = offset;
     *file = bs;
     if (n == 0) {
-        /* The sector tail past the export's size reads as zeroes. */
+        /* The sector tail past the export's size reads as zeroes but maps to nothing. */
         *pnum = bytes;
-        return BDRV_BLOCK_ZERO | BDRV_BLOCK_OFFSET_VALID;
+        return BDRV_BLOCK_ZERO;
     }
     if (!s->has_status) {
         *pnum = n;
