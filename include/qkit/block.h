@@ -169,6 +169,14 @@ struct BlockDriver {
     int (*pwrite)(BlockDriverState *bs, uint64_t offset, uint64_t bytes, const void *buf,
                   int flags);
     int (*pwrite_zeroes)(BlockDriverState *bs, uint64_t offset, uint64_t bytes, int flags);
+    /*
+     * Optional, for drivers that are not thread_safe: called with the node lock held,
+     * return 1 if [offset, offset + *pnum) (*pnum <= bytes on return) is stored as-is
+     * in bs->file at *host_offset and may be read (or, with write, overwritten in
+     * place) there without the lock; 0 to have pread/pwrite do it; -errno.
+     */
+    int (*map_io)(BlockDriverState *bs, bool write, uint64_t offset, uint64_t bytes,
+                  uint64_t *pnum, uint64_t *host_offset);
     int (*pdiscard)(BlockDriverState *bs, uint64_t offset, uint64_t bytes);
     /* Write back the driver's own caches; the core then flushes the children. */
     int (*flush)(BlockDriverState *bs);

@@ -592,16 +592,53 @@ static uint64_t bdrv_max_piece(BlockDriverState *bs)
     return piece != 0 ? piece : bs->request_alignment;
 }
 
-/* Aligned read straight to the driver, split by max_transfer. */
-static int bdrv_read_aligned(BlockDriverState *bs, uint64_t offset, uint64_t bytes, void *buf,
-                             int flags)
+/*
+ * Ask a driver that is not thread-safe whether [offset, offset + *pnum) lies as-is in
+ * its file child; then the I/O runs there without the node lock, so requests to
+ * different places of one image go to the disk in parallel. Called with the lock held;
+ * 1 with *host set, 0 when the driver must do the request itself, or -errno.
+ */
+static int bdrv_map_direct(BlockDriverState *bs, bool write, uint64_t offset, uint64_t *pnum,
+                           uint64_t *host, int flags)
+{
+    if (!bs->drv->map_io || !bs->file || (flags & BDRV_REQ_WRITE_COMPRESSED)) {
+        return 0;
+    }
+    uint64_t want = *pnum;
+    int ret = bs->drv->map_io(bs, write, offset, want, pnum, host);
+    if (ret <= 0) {
+        return ret;
+    }
+    /* Only requests the file takes without read-modify-write, which is not locked. */
+    uint32_t fa = bs->file->request_alignment;
+    if (*pnum == 0 || *pnum > want || *host % fa || *pnum % fa) {
+        return 0;
+    }
+    return 1;
+}
+
+/* Aligned read or write, split by max_transfer; the fast path is in bdrv_map_direct. */
+static int bdrv_rw_aligned(BlockDriverState *bs, bool write, uint64_t offset, uint64_t bytes,
+                           void *buf, int flags)
 {
     uint64_t piece = bdrv_max_piece(bs);
     while (bytes) {
-        uint64_t n = QKIT_MIN(bytes, piece);
+        uint64_t n = QKIT_MIN(bytes, piece), host;
+        int ret;
         bdrv_lock(bs);
-        int ret = bs->drv->pread(bs, offset, n, buf, flags);
-        bdrv_unlock(bs);
+        uint64_t pnum = n;
+        int direct = bdrv_map_direct(bs, write, offset, &pnum, &host, flags);
+        if (direct > 0) {
+            bdrv_unlock(bs);
+            n = pnum;
+            ret = write ? bdrv_pwrite(bs->file, host, n, buf, 0)
+                        : bdrv_pread(bs->file, host, n, buf, 0);
+        } else {
+            ret = direct < 0 ? direct
+                  : write ? bs->drv->pwrite(bs, offset, n, buf, flags)
+                          : bs->drv->pread(bs, offset, n, buf, flags);
+            bdrv_unlock(bs);
+        }
         if (ret < 0) {
             return ret;
         }
@@ -612,23 +649,16 @@ static int bdrv_read_aligned(BlockDriverState *bs, uint64_t offset, uint64_t byt
     return 0;
 }
 
+static int bdrv_read_aligned(BlockDriverState *bs, uint64_t offset, uint64_t bytes, void *buf,
+                             int flags)
+{
+    return bdrv_rw_aligned(bs, false, offset, bytes, buf, flags);
+}
+
 static int bdrv_write_aligned(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
                               const void *buf, int flags)
 {
-    uint64_t piece = bdrv_max_piece(bs);
-    while (bytes) {
-        uint64_t n = QKIT_MIN(bytes, piece);
-        bdrv_lock(bs);
-        int ret = bs->drv->pwrite(bs, offset, n, buf, flags);
-        bdrv_unlock(bs);
-        if (ret < 0) {
-            return ret;
-        }
-        offset += n;
-        bytes -= n;
-        buf = (const uint8_t *)buf + n;
-    }
-    return 0;
+    return bdrv_rw_aligned(bs, true, offset, bytes, (void *)buf, flags);
 }
 
 static void *bdrv_bounce_alloc(BlockDriverState *bs, size_t len)

@@ -564,6 +564,53 @@ int qcow2_pread(BlockDriverState *bs, uint64_t offset, uint64_t bytes, void *vbu
     return ret;
 }
 
+/* True if the L2 entry of the guest cluster at offset has OFLAG_COPIED (refcount 1). */
+static bool guest_cluster_copied(BlockDriverState *bs, uint64_t offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint32_t l1_index = qcow2_offset_to_l1_index(s, offset);
+    uint64_t *l2;
+    if (l1_index >= s->l1_size ||
+        qcow2_get_l2_table(bs, s->l1_table[l1_index] & L1E_OFFSET_MASK, &l2) < 0) {
+        return false;
+    }
+    uint64_t entry = qcow2_get_l2_entry(s, l2, qcow2_offset_to_l2_index(s, offset));
+    qcow2_cache_put(s->l2_table_cache, (void **)&l2);
+    return entry & QCOW_OFLAG_COPIED;
+}
+
+/*
+ * Called by the core with the node lock held: data that is stored plainly (and, for
+ * a write, owned by this cluster alone) can be read or overwritten in the file
+ * without the lock. Anything else (holes, zeroes, compressed, shared or new
+ * clusters) goes through qcow2_pread/qcow2_pwrite.
+ */
+int qcow2_map_io(BlockDriverState *bs, bool write, uint64_t offset, uint64_t bytes,
+                 uint64_t *pnum, uint64_t *host_offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2SubclusterType type;
+    uint64_t cur = bytes;
+    if (qcow2_has_data_file(s) ||
+        (write && (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT))) {
+        return 0;
+    }
+    int ret = qcow2_get_host_offset(bs, offset, &cur, host_offset, &type);
+    if (ret < 0 || type != QCOW2_SUBCLUSTER_NORMAL) {
+        return ret;
+    }
+    if (write) {
+        /* One cluster at a time: each must be owned alone to be written in place. */
+        cur = QKIT_MIN(cur, s->cluster_size - qcow2_offset_into_cluster(s, offset));
+        if (!guest_cluster_copied(bs, offset)) {
+            return 0;
+        }
+        qcow2_bitmaps_mark_dirty(bs, offset, cur);
+    }
+    *pnum = cur;
+    return 1;
+}
+
 /* ---- Writes ---- */
 
 /* A cluster we own alone (refcount 1) and may write in place. */

@@ -1246,6 +1246,7 @@ const BlockDriver bdrv_qcow2 = {
     .reopen = qcow2_reopen,
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite,
+    .map_io = qcow2_map_io,
     .compress_cluster = qcow2_compress_cluster,
     .pwrite_compressed_cluster = qcow2_pwrite_compressed_cluster,
     .pwrite_zeroes = qcow2_pwrite_zeroes,

@@ -510,6 +510,8 @@ int qcow2_cluster_discard(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
                           Qcow2DiscardType type, bool full_discard);
 /* Driver entry points implemented in qcow2-cluster.c. */
 int qcow2_pread(BlockDriverState *bs, uint64_t offset, uint64_t bytes, void *buf, int flags);
+int qcow2_map_io(BlockDriverState *bs, bool write, uint64_t offset, uint64_t bytes,
+                 uint64_t *pnum, uint64_t *host_offset);
 ssize_t qcow2_compress_cluster(BlockDriverState *bs, void *dest, size_t dest_size,
                                const void *src, size_t src_size);
 int qcow2_pwrite_compressed_cluster(BlockDriverState *bs, uint64_t offset, const void *data,
