@@ -85,6 +85,16 @@ static void emit_string(EmitBuf *b, const char *s, size_t len)
 
     eb_put(b, "\"", 1);
     while (p < end) {
+        /* fast path: a run of printable ASCII that needs no escape (base64 data) */
+        const unsigned char *run = p;
+        while (run < end && *run >= 0x20 && *run < ASCII_DEL && *run != '"' && *run != '\\') {
+            run++;
+        }
+        if (run > p) {
+            eb_put(b, (const char *)p, run - p);
+            p = run;
+            continue;
+        }
         size_t used;
         long cp = json_utf8_decode(p, end - p, &used);
         p += used;
