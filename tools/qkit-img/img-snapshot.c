@@ -72,8 +72,15 @@ static int snapshot_create(BlockDriverState *bs, const char *name)
 static int snapshot_apply(BlockDriverState *bs, const char *name)
 {
     Error *err = NULL;
+    BdrvDirtyBitmapInfo *bitmaps;
+    int nb_bitmaps = bdrv_dirty_bitmap_list(bs, &bitmaps);
     int ret;
-    if (!bs->drv->snapshot_goto) {
+    bdrv_dirty_bitmap_list_free(bitmaps, nb_bitmaps);
+    if (nb_bitmaps > 0) {
+        /* Bitmaps would not describe the reverted disk: QEMU refuses, so do we. */
+        error_setg(&err, "Device has active dirty bitmaps");
+        ret = -EBUSY;
+    } else if (!bs->drv->snapshot_goto) {
         error_setg(&err, "Block driver does not support snapshots");
         ret = -ENOTSUP;
     } else {
