@@ -353,6 +353,16 @@ both "resize shrink keeps bitmaps" c.qcow2 resize --shrink c.qcow2 32M
 both "resize: info" c.qcow2 info --output=json c.qcow2
 clean "resize: qemu-img check" c.qcow2
 
+# Internal snapshots: creating one keeps the bitmaps; applying one is refused.
+cd "$Q"
+qemu-img create -q -f qcow2 sn.qcow2 1M
+qemu-img snapshot -c s1 sn.qcow2
+qemu-img bitmap --add --disable sn.qcow2 d
+sync_dirs
+both "snapshot -a with bitmaps is refused" sn.qcow2 snapshot -a s1 sn.qcow2
+both "snapshot -a of a missing snapshot, with bitmaps" sn.qcow2 snapshot -a nosuch sn.qcow2
+both "snapshot -d with bitmaps" sn.qcow2 snapshot -d s1 sn.qcow2
+
 # Reopening the backing file read-write (commit) marks and stores its bitmaps.
 cd "$Q"
 cp w.qcow2 base.qcow2
