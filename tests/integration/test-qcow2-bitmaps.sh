@@ -270,6 +270,14 @@ else
 fi
 both_io "reads change no bit" w.qcow2 -c 'read 0 1M' -c 'read 30M 64k' w.qcow2
 
+# Readers never write: the image with bitmaps stays as it was.
+sum=$(file_sum "$K/w.qcow2")
+(cd "$K" && for args in "info w.qcow2" "check w.qcow2" "map w.qcow2" "compare w.qcow2 w.qcow2" \
+        "measure -O qcow2 w.qcow2" "convert --bitmaps -O qcow2 w.qcow2 w-copy.qcow2"; do
+    "$QKIT_IMG" $args >/dev/null 2>&1
+done; "$QKIT_IO" -r -c 'read 0 64k' w.qcow2 >/dev/null 2>&1)
+t_eq "readers leave an image with bitmaps untouched" "$sum" "$(file_sum "$K/w.qcow2")"
+
 # QEMU reads the dirty map qkit wrote (qemu-nbd + nbdinfo), the same as its own.
 if command -v nbdinfo >/dev/null && command -v qemu-nbd >/dev/null; then
     for b in b64k b512; do
