@@ -636,14 +636,23 @@ out:
     return 0;
 }
 
-/* Called on a protocol violation: nothing more can be trusted on this connection. */
-static int nbd_client_kill(NbdClient *c)
+/*
+ * Called on a protocol violation: nothing more can be trusted on this connection.
+ * The request that saw a malformed reply fails with EINVAL (as in QEMU); a reply to
+ * a request never sent, or any later request, fails with EIO.
+ */
+static int nbd_client_kill_err(NbdClient *c, int err)
 {
     if (!c->dead && c->fd >= 0) {
         shutdown(c->fd, SHUT_RDWR);
     }
     c->dead = true;
-    return -EIO;
+    return -err;
+}
+
+static int nbd_client_kill(NbdClient *c)
+{
+    return nbd_client_kill_err(c, EINVAL);
 }
 
 /* Send one request header (and the write payload). */
@@ -808,7 +817,7 @@ static int nbd_client_structured(NbdClient *c, NbdReplyCtx *r, uint64_t cookie)
         uint32_t len = nbd_get_be32(h + 12);
         int ret;
         if (ck != cookie) {
-            return nbd_client_kill(c);
+            return nbd_client_kill_err(c, EIO);
         }
         switch (type) {
         case NBD_REPLY_TYPE_NONE:
@@ -841,13 +850,13 @@ static int nbd_client_reply(NbdClient *c, NbdReplyCtx *r, uint64_t cookie)
     uint32_t magic;
     c->last_error[0] = '\0';
     if (nbd_read_all(c->fd, &magic, sizeof(magic), NULL) < 0) {
-        return nbd_client_kill(c);
+        return nbd_client_kill_err(c, EIO);
     }
     magic = be32toh(magic);
     if (magic == NBD_SIMPLE_REPLY_MAGIC) {
         uint8_t h[sizeof(NbdSimpleReply) - 4];
         if (nbd_read_all(c->fd, h, sizeof(h), NULL) < 0 || nbd_get_be64(h + 4) != cookie) {
-            return nbd_client_kill(c);
+            return nbd_client_kill_err(c, EIO);
         }
         uint32_t err = nbd_get_be32(h);
         if (err) {

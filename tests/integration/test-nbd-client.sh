@@ -11,7 +11,9 @@
 #  - writes made with qkit-io over NBD are read back by qemu-io (locally or over a
 #    second connection); unaligned writes to a server that enforces 4 KiB blocks work.
 # Error messages (refused connection, unknown export, bad URLs and options, read-only
-# export) are compared with qemu-img/qemu-io text for text.
+# export) are compared with qemu-img/qemu-io text for text, and so is the behaviour
+# against a scripted server that breaks the protocol in various ways
+# (nbd_fake_server.py): the client fails the request or the open, never hangs.
 source "$(dirname "$0")/lib.sh"
 
 if ! command -v qemu-img >/dev/null || ! command -v qemu-io >/dev/null ||
@@ -36,6 +38,20 @@ stop_servers() {
 }
 trap 'stop_servers; rm -rf "$T"' EXIT
 
+# wait_pidfile FILE: the forked server writes its pid file after the parent exits
+# (nbdkit does); wait for it and remember the pid.
+wait_pidfile() {
+    local i
+    for i in $(seq 100); do
+        if [ -s "$1" ]; then
+            SERVER_PIDS+=("$(cat "$1")")
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
 # serve_tcp CMD ARGS...: run a forking server whose arguments hold the words @PORT@
 # and @PIDFILE@; retry with another random port while the chosen one is taken.
 # Sets PORT. The server must fork once it listens (qemu-nbd --fork, nbdkit's default).
@@ -48,8 +64,7 @@ serve_tcp() {
         for a in "$@"; do
             a=${a//@PORT@/$PORT}; args+=("${a//@PIDFILE@/$pidf}")
         done
-        if timeout 30 "${args[@]}" >"$T/server.err" 2>&1 && [ -s "$pidf" ]; then
-            SERVER_PIDS+=("$(cat "$pidf")")
+        if timeout 30 "${args[@]}" >"$T/server.err" 2>&1 && wait_pidfile "$pidf"; then
             return 0
         fi
     done
@@ -63,8 +78,7 @@ serve_unix() {
     pidf=$(mktemp "$T/pid.XXXXXX"); rm -f "$pidf"
     args=()
     for a in "$@"; do args+=("${a//@PIDFILE@/$pidf}"); done
-    if timeout 30 "${args[@]}" >"$T/server.err" 2>&1 && [ -s "$pidf" ]; then
-        SERVER_PIDS+=("$(cat "$pidf")")
+    if timeout 30 "${args[@]}" >"$T/server.err" 2>&1 && wait_pidfile "$pidf"; then
         return 0
     fi
     cat "$T/server.err" >&2
@@ -288,6 +302,34 @@ if command -v nbdkit >/dev/null; then
     fi
 else
     t_skip "nbdkit cases" "nbdkit not installed (scripts/deps.sh test)"
+fi
+
+# ---- Misbehaving servers: the client fails cleanly, as QEMU's does ----
+FAKE="$TOP/tests/integration/nbd_fake_server.py"
+if command -v python3 >/dev/null; then
+    for mode in badmagic eof exportname badcookie hugechunk oob hangup errchunk badblock \
+                short; do
+        S4="$T/fake-$mode.sock"
+        python3 "$FAKE" "$mode" "$S4" &
+        SERVER_PIDS+=($!)
+        for i in $(seq 100); do [ -S "$S4" ] && break; sleep 0.05; done
+        U="nbd+unix:///?socket=$S4"
+        if [ ! -S "$S4" ]; then
+            t_fail "fake server $mode: server starts"
+        elif [ "$mode" = short ]; then
+            # A reply covering half the read: QEMU returns whatever was in the buffer;
+            # qkit refuses the read and drops the connection.
+            out=$(timeout "$T_TIMEOUT" "$QKIT_IO" -r -f raw -c 'read 0 4096' -c 'read 0 512' \
+                  "$U" 2>&1)
+            t_eq "fake server $mode: read fails" \
+                 "$(printf 'read failed: Invalid argument\nread failed: Input/output error')" "$out"
+        else
+            same_io "fake server $mode: qkit-io as qemu-io" -r -f raw \
+                -c 'read -P 0 0 512' -c 'read -P 1 512 512' -c 'read -P 0x7f 65024 1024' "$U"
+        fi
+    done
+else
+    t_skip "fake server cases" "python3 not installed"
 fi
 
 # ---- qkit-nbd, qkit's own server ----
