@@ -205,6 +205,21 @@ else
     t_fail "qemu-nbd qcow2 unix: server starts"
 fi
 
+# ---- qemu-nbd -B: a dirty bitmap read through x-dirty-bitmap (dirty shows as "data": false) ----
+S5="$T/bm.sock"
+qemu-img create -q -f qcow2 bm.qcow2 16M
+qemu-io -f qcow2 -c 'write -P 1 0 4M' bm.qcow2 >/dev/null
+qemu-img bitmap --add bm.qcow2 b0
+qemu-io -f qcow2 -c 'write -P 2 1M 64k' -c 'write -P 3 8M 1M' bm.qcow2 >/dev/null
+if serve_unix qemu-nbd --fork --pid-file=@PIDFILE@ -k "$S5" -t -r -f qcow2 -B b0 bm.qcow2; then
+    same_img "qemu-nbd -B: map with x-dirty-bitmap" map --output=json \
+        "json:{\"driver\":\"raw\",\"file\":{\"driver\":\"nbd\",\"server\":{\"type\":\"unix\",\"path\":\"$S5\"},\"x-dirty-bitmap\":\"qemu:dirty-bitmap:b0\"}}"
+    same_img "qemu-nbd -B: unknown bitmap context" info \
+        "json:{\"driver\":\"nbd\",\"server\":{\"type\":\"unix\",\"path\":\"$S5\"},\"x-dirty-bitmap\":\"qemu:dirty-bitmap:nope\"}"
+else
+    t_fail "qemu-nbd -B: server starts"
+fi
+
 # ---- Errors, compared with qemu-img ----
 same_img "error: connection refused" info "nbd://127.0.0.1:$dead/x"
 same_img "error: missing unix socket" info "nbd+unix:///x?socket=$T/none.sock"
