@@ -24,6 +24,7 @@ static void bitmap_lock(BlockDriverState *bs)
     }
 }
 
+/* Release what bitmap_lock took. */
 static void bitmap_unlock(BlockDriverState *bs)
 {
     if (!bs->drv->thread_safe) {

@@ -129,6 +129,7 @@ static uint64_t table_entries_for(const BDRVQcow2State *s, uint64_t size, int gr
     return DIV_ROUND_UP(bits, s->cluster_size * 8);
 }
 
+/* Free a loaded or built directory. */
 static void dir_free(Qcow2BitmapDir *dir)
 {
     for (size_t i = 0; i < dir->n; i++) {
@@ -154,6 +155,7 @@ static int dir_append(Qcow2BitmapDir *dir, const Qcow2BitmapEntry *e)
     return 0;
 }
 
+/* The directory entry called name, or NULL. */
 static Qcow2BitmapEntry *dir_find(Qcow2BitmapDir *dir, const char *name)
 {
     for (size_t i = 0; i < dir->n; i++) {
@@ -164,6 +166,7 @@ static Qcow2BitmapEntry *dir_find(Qcow2BitmapDir *dir, const char *name)
     return NULL;
 }
 
+/* The in-memory bitmap called name, or NULL. */
 static Qcow2DirtyBitmap *mem_find(BDRVQcow2State *s, const char *name)
 {
     for (Qcow2DirtyBitmap *b = s->dirty_bitmaps; b; b = b->next) {
@@ -174,6 +177,7 @@ static Qcow2DirtyBitmap *mem_find(BDRVQcow2State *s, const char *name)
     return NULL;
 }
 
+/* Free one in-memory bitmap (already unlinked). */
 static void mem_free_one(Qcow2DirtyBitmap *b)
 {
     dirty_bitmap_free(b->bm);
