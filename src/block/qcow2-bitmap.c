@@ -984,9 +984,11 @@ out:
 
 int qcow2_bitmaps_close(BlockDriverState *bs)
 {
+    BDRVQcow2State *s = bs->opaque;
     Error *err = NULL;
     int ret = 0;
-    if (!bs->read_only) {
+    /* An image found corrupt meanwhile gets no more metadata writes (QEMU drops it). */
+    if (!bs->read_only && !(s->incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
         ret = qcow2_bitmaps_store(bs, &err);
         if (ret < 0) {
             error_prepend(&err, "Lost persistent bitmaps during inactivation of node '%s': ",

@@ -278,6 +278,13 @@ sum=$(file_sum "$K/w.qcow2")
 done; "$QKIT_IO" -r -c 'read 0 64k' w.qcow2 >/dev/null 2>&1)
 t_eq "readers leave an image with bitmaps untouched" "$sum" "$(file_sum "$K/w.qcow2")"
 
+# A write that finds the image corrupt: no more metadata is written, bitmaps included.
+cp "$Q/w.qcow2" "$Q/corrupt.qcow2"
+python3 "$TOP/tests/integration/qcow2_tool.py" "$Q/corrupt.qcow2" l1 0 0x10200
+cp "$Q/corrupt.qcow2" "$K/corrupt.qcow2"
+both_io "corruption found by a write leaves the bitmaps in-use" corrupt.qcow2 \
+    -c 'write 0 4k' corrupt.qcow2
+
 # QEMU reads the dirty map qkit wrote (qemu-nbd + nbdinfo), the same as its own.
 if command -v nbdinfo >/dev/null && command -v qemu-nbd >/dev/null; then
     for b in b64k b512; do
