@@ -694,6 +694,57 @@ static bool nbd_has_zero_init(BlockDriverState *bs)
     return false;
 }
 
+/*
+ * create on an NBD URI: the export already exists, so "creating" checks that it is big
+ * enough and clears its first sector so no old format is probed there (what QEMU does
+ * for protocols that cannot create).
+ */
+static int nbd_create(const char *filename, QOpts *opts, Error **errp)
+{
+    uint64_t size;
+    int ret = qopts_get_size(opts, "size", 0, &size, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    const char *pa = qopts_get(opts, "preallocation");
+    PreallocMode prealloc = PREALLOC_MODE_OFF;
+    if (pa && prealloc_mode_parse(pa, &prealloc) < 0) {
+        error_setg(errp, "Parameter 'preallocation' does not accept value '%s'", pa);
+        return -EINVAL;
+    }
+    if (prealloc != PREALLOC_MODE_OFF) {
+        error_setg(errp, "Unsupported preallocation mode '%s'", pa);
+        return -ENOTSUP;
+    }
+    Error *local = NULL;
+    BlockDriverState *bs = bdrv_open(filename, NULL, NULL, BDRV_O_RDWR | BDRV_O_PROTOCOL,
+                                     &local);
+    if (!bs) {
+        error_propagate(errp, local);
+        error_prepend(errp, "Protocol driver 'nbd' does not support image creation, and "
+                      "opening the image failed: ");
+        return -EINVAL;
+    }
+    ret = bdrv_truncate(bs, (int64_t)size, false, PREALLOC_MODE_OFF, errp);
+    if (ret == 0) {
+        int64_t len = bdrv_getlength(bs);
+        int64_t clear = len < 0 ? 0 : QKIT_MIN(len, (int64_t)NBD_SECTOR_SIZE);
+        ret = clear ? bdrv_pwrite_zeroes(bs, 0, clear, BDRV_REQ_MAY_UNMAP) : 0;
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to clear the new image's first sector");
+        }
+    }
+    bdrv_unref(bs);
+    return ret;
+}
+
+/* What create takes for an NBD target (the rest belongs to the format above). */
+static const QOptDesc nbd_create_opts[] = {
+    { "size", QOPT_SIZE, "Virtual disk size", NULL },
+    { "preallocation", QOPT_STRING, "Preallocation mode (allowed values: off)", NULL },
+    { NULL },
+};
+
 const BlockDriver bdrv_nbd = {
     .format_name = "nbd",
     .protocol_name = "nbd",
@@ -712,4 +763,6 @@ const BlockDriver bdrv_nbd = {
     .truncate = nbd_truncate,
     .getlength = nbd_getlength,
     .has_zero_init = nbd_has_zero_init,
+    .create = nbd_create,
+    .create_opts = nbd_create_opts,
 };

@@ -184,7 +184,27 @@ if serve_tcp qemu-nbd --fork --pid-file=@PIDFILE@ -b 127.0.0.1 -p @PORT@ -t -x e
         src.qcow2 "$U"
     t_ok "qemu-nbd: export holds the converted image" qemu-img compare -U -f raw -F qcow2 \
         rw.raw src.qcow2
-    dead=$PORT
+
+    # create on an export: the size must fit, and only the first sector is cleared.
+    qemu-io -f raw -c 'write -P 0x55 0 64M' "$U" >/dev/null
+    t_ok "qemu-nbd: create raw on the export" "$QKIT_IMG" create -f raw "$U" 1M
+    t_ok "qemu-nbd: create cleared the first sector only" qemu-io -r -U -f raw \
+        -c 'read -P 0 0 512' -c 'read -P 0x55 512 63M' rw.raw
+    qemu-io -f raw -c 'write -P 0x55 0 64M' "$U" >/dev/null
+    t_ok "qemu-nbd: create qcow2 on the export" "$QKIT_IMG" create -q -f qcow2 "$U" 8M
+    t_ok "qemu-nbd: the qcow2 made over NBD passes qemu-img check" \
+        qemu-img check -q -f qcow2 "$U"
+    qemu-img convert -f raw -O raw "$U" k.img
+    qemu-io -f raw -c 'write -P 0x55 0 64M' "$U" >/dev/null
+    qemu-img create -q -f qcow2 "$U" 8M
+    qemu-img convert -f raw -O raw "$U" e.img
+    t_ok "qemu-nbd: the export holds what qemu-img create writes" cmp k.img e.img
+    same_img "qemu-nbd: create larger than the export" create -f raw "$U" 100M
+    same_img "qemu-nbd: create with preallocation" create -f raw -o preallocation=full "$U" 1M
+    # Stop this server: its port is now one where nobody listens.
+    kill "${SERVER_PIDS[-1]}"
+    for i in $(seq 50); do kill -0 "${SERVER_PIDS[-1]}" 2>/dev/null || break; sleep 0.1; done
+    dead=$P
 else
     t_fail "qemu-nbd raw tcp: server starts"
     dead=1
@@ -199,6 +219,7 @@ if serve_unix qemu-nbd --fork --pid-file=@PIDFILE@ -k "$S1" -t -r -f qcow2 src.q
     same_img "qemu-nbd unix: json path option" map --output=json \
         "json:{\"driver\":\"nbd\",\"server\":{\"type\":\"unix\",\"path\":\"$S1\"},\"export\":\"\"}"
     same_io "qemu-nbd unix: read-only export refuses read-write open" -f raw -c 'write 0 512' "$U"
+    same_img "qemu-nbd unix: create on a read-only export" create -f raw "$U" 1M
     t_ok "qemu-nbd unix: qkit-io reads the data" "$QKIT_IO" -r -f raw \
         -c 'read -P 0xab 1M 2M' -c 'read -P 0 8M 1M' -c 'read -P 0x5c 20M 64k' "$U"
 else
@@ -222,6 +243,10 @@ fi
 
 # ---- Errors, compared with qemu-img ----
 same_img "error: connection refused" info "nbd://127.0.0.1:$dead/x"
+t_eq "error: connection refused names the address" \
+    "qkit-img: Could not open 'nbd://127.0.0.1:$dead/x': Failed to connect to '127.0.0.1:$dead': Connection refused" \
+    "$("$QKIT_IMG" info "nbd://127.0.0.1:$dead/x" 2>&1 | sed 's/^[^ :]*qkit-img:/qkit-img:/')"
+same_img "error: create with the server gone" create -f raw "nbd://127.0.0.1:$dead/x" 1M
 same_img "error: missing unix socket" info "nbd+unix:///x?socket=$T/none.sock"
 same_img "error: legacy missing unix socket" info "nbd:unix:$T/none.sock:exportname=x"
 for bad in "nbd+unix:///x" "nbd://127.0.0.1:10809/x?socket=y" "nbd://:10809/x" \
