@@ -43,6 +43,8 @@
 #define BDRV_REQ_MAY_UNMAP        0x02 /* write_zeroes may deallocate */
 #define BDRV_REQ_NO_FALLBACK      0x04 /* write_zeroes: fail with -ENOTSUP unless cheap */
 #define BDRV_REQ_WRITE_COMPRESSED 0x08 /* write compressed clusters (qcow2) */
+/* The write stores what reads already return (copy-on-read): dirty bitmaps ignore it. */
+#define BDRV_REQ_WRITE_UNCHANGED  0x10
 
 /* Block status bits, as QEMU defines them (map output depends on their meaning). */
 #define BDRV_BLOCK_DATA         0x01 /* reads return data from this layer or below */

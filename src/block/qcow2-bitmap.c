@@ -1060,9 +1060,13 @@ int qcow2_bitmaps_truncate(BlockDriverState *bs, uint64_t new_size)
     return 0;
 }
 
-void qcow2_bitmaps_mark_dirty(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
+void qcow2_bitmaps_mark_dirty(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                              int flags)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (flags & BDRV_REQ_WRITE_UNCHANGED) {
+        return;
+    }
     for (Qcow2DirtyBitmap *b = s->dirty_bitmaps; b; b = b->next) {
         if (b->enabled) {
             dirty_bitmap_set(b->bm, offset, bytes);

@@ -605,7 +605,7 @@ int qcow2_map_io(BlockDriverState *bs, bool write, uint64_t offset, uint64_t byt
         if (!guest_cluster_copied(bs, offset)) {
             return 0;
         }
-        qcow2_bitmaps_mark_dirty(bs, offset, cur);
+        qcow2_bitmaps_mark_dirty(bs, offset, cur, 0);
     }
     *pnum = cur;
     return 1;
@@ -898,7 +898,7 @@ int qcow2_pwrite_compressed_cluster(BlockDriverState *bs, uint64_t offset, const
     qcow2_set_l2_entry(s, l2, l2_index, desc);
     qcow2_set_l2_bitmap(s, l2, l2_index, 0);
     qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-    qcow2_bitmaps_mark_dirty(bs, offset, s->cluster_size);
+    qcow2_bitmaps_mark_dirty(bs, offset, s->cluster_size, 0);
     return 0;
 }
 
@@ -955,7 +955,7 @@ int qcow2_pwrite(BlockDriverState *bs, uint64_t offset, uint64_t bytes, const vo
 {
     BDRVQcow2State *s = bs->opaque;
     const uint8_t *buf = vbuf;
-    qcow2_bitmaps_mark_dirty(bs, offset, bytes);
+    qcow2_bitmaps_mark_dirty(bs, offset, bytes, flags);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
     }
@@ -1154,7 +1154,7 @@ static int zero_partial(BlockDriverState *bs, uint64_t offset, uint64_t bytes, i
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes, int flags)
 {
     BDRVQcow2State *s = bs->opaque;
-    qcow2_bitmaps_mark_dirty(bs, offset, bytes);
+    qcow2_bitmaps_mark_dirty(bs, offset, bytes, flags);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
     }
@@ -1250,7 +1250,7 @@ int qcow2_cluster_discard(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
 int qcow2_pdiscard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
 {
     BDRVQcow2State *s = bs->opaque;
-    qcow2_bitmaps_mark_dirty(bs, offset, bytes);
+    qcow2_bitmaps_mark_dirty(bs, offset, bytes, 0);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
     }

@@ -444,8 +444,12 @@ void qcow2_bitmaps_free(BlockDriverState *bs);
 int qcow2_bitmaps_reopen(BlockDriverState *bs, bool rw, Error **errp);
 /* Resize: the bitmaps follow the new disk size. */
 int qcow2_bitmaps_truncate(BlockDriverState *bs, uint64_t new_size);
-/* Guest write, zero write or discard of [offset, offset+bytes): mark enabled bitmaps. */
-void qcow2_bitmaps_mark_dirty(BlockDriverState *bs, uint64_t offset, uint64_t bytes);
+/*
+ * Guest write, zero write or discard of [offset, offset+bytes) with request flags:
+ * mark the enabled bitmaps (not for BDRV_REQ_WRITE_UNCHANGED).
+ */
+void qcow2_bitmaps_mark_dirty(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                              int flags);
 /* Called by info: the "bitmaps" list of format-specific data, or NULL when none. */
 json_t *qcow2_get_bitmap_info(BlockDriverState *bs);
 /* Called by measure: bytes the persistent bitmaps of in_bs take in a new image. */

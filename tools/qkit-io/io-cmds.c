@@ -94,8 +94,8 @@ static int qio_copy_on_read(QioState *s, int64_t offset, int64_t bytes)
             ret = bdrv_pread(s->bs, start, pnum, buf, 0);
             if (ret == 0) {
                 ret = buffer_is_zero(buf, (size_t)pnum)
-                      ? bdrv_pwrite_zeroes(s->bs, start, pnum, 0)
-                      : bdrv_pwrite(s->bs, start, pnum, buf, 0);
+                      ? bdrv_pwrite_zeroes(s->bs, start, pnum, BDRV_REQ_WRITE_UNCHANGED)
+                      : bdrv_pwrite(s->bs, start, pnum, buf, BDRV_REQ_WRITE_UNCHANGED);
             }
             if (ret < 0) {
                 break;
