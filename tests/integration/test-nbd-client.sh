@@ -199,6 +199,18 @@ if serve_tcp qemu-nbd --fork --pid-file=@PIDFILE@ -b 127.0.0.1 -p @PORT@ -t -x e
     qemu-img create -q -f qcow2 "$U" 8M
     qemu-img convert -f raw -O raw "$U" e.img
     t_ok "qemu-nbd: the export holds what qemu-img create writes" cmp k.img e.img
+    # qcow2 inside the export, written through the qcow2 driver over NBD: the bytes on
+    # the server match what qemu-io writes the same way.
+    for tool in qemu-io "$QKIT_IO"; do
+        qemu-io -f raw -c 'write -P 0x55 0 64M' "$U" >/dev/null
+        qemu-img create -q -f qcow2 "$U" 8M
+        "$tool" -f qcow2 -c 'write -P 1 0 1M' -c 'write -P 2 4M 64k' -c 'write -z 512k 64k' \
+            "$U" >/dev/null
+        qemu-img convert -f raw -O raw "$U" "$(basename "$tool").img"
+    done
+    t_ok "qemu-nbd: qcow2 written over NBD passes qemu-img check" qemu-img check -q -f qcow2 "$U"
+    t_ok "qemu-nbd: qcow2 written over NBD is byte-identical to qemu-io's" \
+        cmp qemu-io.img qkit-io.img
     same_img "qemu-nbd: create larger than the export" create -f raw "$U" 100M
     same_img "qemu-nbd: create with preallocation" create -f raw -o preallocation=full "$U" 1M
     # Stop this server: its port is now one where nobody listens.
@@ -384,6 +396,19 @@ if [ -x "$QKIT_NBD" ]; then
         t_ok "qkit-nbd: qemu-io reads it back over NBD" qemu-io -r -f raw \
             -c 'read -P 0x77 30M 100k' -c 'read -P 0 1M 64k' -c 'read -P 0xab 1088k 64k' "$U"
         same_img "qkit-nbd: map after writes" map --output=json -f raw "$U"
+        cp src.raw qk.raw
+        if serve_tcp "$QKIT_NBD" --fork --pid-file=@PIDFILE@ -b 127.0.0.1 -p @PORT@ -t -r \
+                -x ro -f raw qk.raw; then
+            U="nbd://127.0.0.1:$PORT/ro"
+            same_img "qkit-nbd tcp: info" info "$U"
+            same_img "qkit-nbd tcp: map json" map --output=json -f raw "$U"
+            same_img "qkit-nbd tcp: unknown export" info "nbd://127.0.0.1:$PORT/nosuch"
+            same_io "qkit-nbd tcp: read-only export refuses read-write open" -f raw \
+                -c 'write 0 512' "$U"
+            same_img "qkit-nbd tcp: compare with the file" compare -f raw -F raw "$U" src.raw
+        else
+            t_fail "qkit-nbd tcp: server starts"
+        fi
     else
         t_fail "qkit-nbd: server starts"
     fi
