@@ -378,6 +378,16 @@ both "snapshot -a with bitmaps is refused" sn.qcow2 snapshot -a s1 sn.qcow2
 both "snapshot -a of a missing snapshot, with bitmaps" sn.qcow2 snapshot -a nosuch sn.qcow2
 both "snapshot -d with bitmaps" sn.qcow2 snapshot -d s1 sn.qcow2
 
+# Copy-on-read copies data into the overlay without dirtying its bitmaps.
+cd "$Q"
+qemu-img create -q -f qcow2 cor-base.qcow2 4M
+qemu-io -c 'write 0 1M' cor-base.qcow2 >/dev/null
+qemu-img create -q -f qcow2 -b cor-base.qcow2 -F qcow2 cor.qcow2
+qemu-img bitmap --add cor.qcow2 b
+sync_dirs
+both_io "copy-on-read leaves bitmaps clean" cor.qcow2 -C -c 'read 0 128k' -c 'write 2M 4k' \
+    cor.qcow2
+
 # Reopening the backing file read-write (commit) marks and stores its bitmaps.
 cd "$Q"
 cp w.qcow2 base.qcow2
