@@ -22,7 +22,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 # Targets and the library directories each one links; a target's share of a short run.
-declare -A T_DIRS=([fuzz-opts]="src/util" [fuzz-qcow2-open]="src/util src/block"
+declare -A T_DIRS=([fuzz-opts]="src/util" [fuzz-qcow2-open]="src/util src/block src/nbd"
                   [fuzz-qmp-stream]="src/util src/qmp")
 declare -A T_SHARE=([fuzz-opts]=20 [fuzz-qcow2-open]=80 [fuzz-qmp-stream]=20)
 declare -A T_CORPUS=([fuzz-opts]=corpus-opts [fuzz-qcow2-open]=corpus-qcow2

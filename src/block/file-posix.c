@@ -627,6 +627,12 @@ static int64_t file_get_allocated_file_size(BlockDriverState *bs)
     return (int64_t)st.st_blocks * 512;
 }
 
+/* A file has no clusters and is never dirty; answering at all is what info shows. */
+static int file_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+{
+    return 0;
+}
+
 static bool file_has_zero_init(BlockDriverState *bs)
 {
     BDRVFileState *s = bs->opaque;
@@ -743,6 +749,7 @@ const BlockDriver bdrv_file = {
     .getlength = file_getlength,
     .get_allocated_file_size = file_get_allocated_file_size,
     .has_zero_init = file_has_zero_init,
+    .get_info = file_get_info,
     .create = file_create,
     .create_opts = file_create_opts,
 };

@@ -135,9 +135,10 @@ static int raw_create(const char *filename, QOpts *opts, Error **errp)
     return bdrv_create_file(filename, opts, errp);
 }
 
+/* Raw has nothing of its own to say: the protocol underneath answers (or not). */
 static int raw_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
 {
-    return 0;
+    return bdrv_get_info(bs->file, bdi);
 }
 
 /* Measure: a raw image needs its full size, with or without data (as qemu-img says). */
