@@ -312,16 +312,41 @@ static int do_trim(NbdClient *client, const NbdRequest *req)
     return send_result(client, req->cookie, ret, "discard failed");
 }
 
-/* NBD_CMD_CACHE: read the range so that later reads are quick; the data is dropped. */
+/*
+ * NBD_CMD_CACHE: prefetch the range. Over a backing chain this is copy-on-read, as in
+ * qemu-nbd: what only a backing layer holds is copied into the top layer (so a
+ * read-only export answers EPERM when there is something to copy).
+ */
 static int do_cache(NbdClient *client, const NbdRequest *req)
 {
-    uint64_t offset = client->exp->offset + req->offset, left = req->length;
+    NbdExport *exp = client->exp;
+    uint64_t offset = exp->offset + req->offset, left = req->length;
     int ret = 0;
+
     while (left > 0 && ret >= 0) {
-        uint64_t n = left < NBD_MAX_BUFFER_SIZE ? left : NBD_MAX_BUFFER_SIZE;
-        ret = bdrv_pread(client->exp->bs, offset, n, client->buf, 0);
-        offset += n;
-        left -= n;
+        int64_t pnum = left < NBD_MAX_BUFFER_SIZE ? left : NBD_MAX_BUFFER_SIZE;
+        bool copy = false;
+        if (exp->bs->backing) {
+            ret = bdrv_is_allocated(exp->bs, offset, pnum, &pnum);
+            if (ret < 0) {
+                break;
+            }
+            if (pnum <= 0) {
+                ret = -EIO;
+                break;
+            }
+            copy = ret == 0;
+            if (copy && exp->read_only) {
+                ret = -EPERM;
+                break;
+            }
+        }
+        ret = bdrv_pread(exp->bs, offset, pnum, client->buf, 0);
+        if (ret >= 0 && copy) {
+            ret = bdrv_pwrite(exp->bs, offset, pnum, client->buf, 0);
+        }
+        offset += pnum;
+        left -= pnum;
     }
     return send_result(client, req->cookie, ret, "caching failed");
 }
@@ -351,12 +376,12 @@ static int check_request(NbdClient *client, const NbdRequest *req, char *msg, si
     if (exp->read_only && (req->type == NBD_CMD_WRITE || req->type == NBD_CMD_TRIM ||
                            req->type == NBD_CMD_WRITE_ZEROES)) {
         snprintf(msg, size, "Export is read-only");
-        return EPERM;
+        return EINVAL;   /* what qemu-nbd answers, though EPERM would be apter */
     }
     if (req->offset > (uint64_t)exp->size || req->length > exp->size - req->offset) {
         snprintf(msg, size, "operation past EOF; From: %" PRIu64 ", Len: %" PRIu32
                  ", Size: %" PRIu64, req->offset, req->length, (uint64_t)exp->size);
-        return req->type == NBD_CMD_WRITE ? ENOSPC : EINVAL;
+        return EINVAL;
     }
     uint16_t bad = req->flags & ~valid_cmd_flags(client, req->type);
     if (bad) {
