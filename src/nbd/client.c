@@ -803,11 +803,21 @@ static int nbd_client_status_chunk(NbdClient *c, NbdReplyCtx *r, uint32_t len)
     return 0;
 }
 
-/* Read the chunks of a structured reply for cookie up to the one flagged DONE. */
+/*
+ * Read the chunks of a structured reply for cookie up to the one flagged DONE. The
+ * caller has read the first chunk's magic; each later chunk starts with its own.
+ */
 static int nbd_client_structured(NbdClient *c, NbdReplyCtx *r, uint64_t cookie)
 {
-    for (;;) {
+    for (bool first = true;; first = false) {
         uint8_t h[sizeof(NbdStructuredReply) - 4];
+        if (!first) {
+            uint8_t m[4];
+            if (nbd_read_all(c->fd, m, sizeof(m), NULL) < 0 ||
+                nbd_get_be32(m) != NBD_STRUCTURED_REPLY_MAGIC) {
+                return nbd_client_kill(c);
+            }
+        }
         if (nbd_read_all(c->fd, h, sizeof(h), NULL) < 0) {
             return nbd_client_kill(c);
         }

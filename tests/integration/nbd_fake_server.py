@@ -17,6 +17,8 @@ MODE picks the fault:
   errchunk     reads fail with an NBD_REPLY_TYPE_ERROR chunk (ENOSPC + message)
   badblock     NBD_INFO_BLOCK_SIZE with a minimum block size of 3
   hangup       the connection is dropped in the middle of a read reply
+  split        (well-behaved) each read comes as two data chunks, second half first,
+               then a final NBD_REPLY_TYPE_NONE chunk
 """
 import os
 import socket
@@ -108,6 +110,12 @@ def serve_read(c, mode, structured, cookie, off, length):
     elif mode == "short":
         half = length // 2
         chunk(c, REPLY_DONE, TYPE_DATA, cookie, struct.pack(">Q", off) + content(off, half))
+    elif mode == "split":
+        half = length // 2
+        chunk(c, 0, TYPE_DATA, cookie,
+              struct.pack(">Q", off + half) + content(off + half, length - half))
+        chunk(c, 0, TYPE_DATA, cookie, struct.pack(">Q", off) + content(off, half))
+        chunk(c, REPLY_DONE, TYPE_NONE, cookie, b"")
     elif mode == "errchunk":
         msg = b"disk on fire"
         chunk(c, REPLY_DONE, TYPE_ERROR, cookie, struct.pack(">IH", 28, len(msg)) + msg)
