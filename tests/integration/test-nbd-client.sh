@@ -242,6 +242,32 @@ else
     t_fail "qemu-nbd qcow2 unix: server starts"
 fi
 
+# ---- The client library with two metadata contexts at once, against libnbd ----
+# nbd-map prints "INDEX OFFSET LENGTH FLAGS"; nbdinfo --map prints "OFFSET LENGTH FLAGS
+# DESCRIPTION". Both are reduced to merged "OFFSET LENGTH FLAGS" runs.
+merge_runs() {
+    awk '{ if (n && $3 == f && $1 == o + l) { l += $2 } else { if (n) print o, l, f;
+           o = $1; l = $2; f = $3; n = 1 } } END { if (n) print o, l, f }'
+}
+NBD_MAP=$BUILD/tests/helpers/nbd-map
+S6="$T/ad.sock"
+cp src.qcow2 ad.qcow2
+if ! command -v nbdinfo >/dev/null; then
+    t_skip "nbd-map: two contexts" "nbdinfo (libnbd-bin) not installed"
+elif t_need "nbd-map: helper built" "$NBD_MAP" &&
+     serve_unix qemu-nbd --fork --pid-file=@PIDFILE@ -k "$S6" -t -r -A -f qcow2 ad.qcow2; then
+    both=$("$NBD_MAP" "$S6" "" base:allocation qemu:allocation-depth 2>&1)
+    i=0
+    for ctx in base:allocation qemu:allocation-depth; do
+        t_eq "nbd-map: $ctx as nbdinfo sees it" \
+            "$(nbdinfo --map="$ctx" "nbd+unix:///?socket=$S6" | awk '{print $1, $2, $3}' | merge_runs)" \
+            "$(awk -v i=$i '$1 == i {print $2, $3, $4}' <<<"$both" | merge_runs)"
+        i=$((i + 1))
+    done
+else
+    t_fail "nbd-map: server starts"
+fi
+
 # ---- qemu-nbd -B: a dirty bitmap read through x-dirty-bitmap (dirty shows as "data": false) ----
 S5="$T/bm.sock"
 qemu-img create -q -f qcow2 bm.qcow2 16M
