@@ -95,20 +95,24 @@ static char *nbd_uri_unescape(const char *s, size_t n)
     return out;
 }
 
-/* True if s is a port number (1..65535 digits only). */
-static bool nbd_valid_port(const char *s, size_t n)
+/* Parse a URI port (decimal digits, leading zeros allowed) into *port; false if bad. */
+static bool nbd_parse_port(const char *s, size_t n, unsigned *port)
 {
-    if (n == 0 || n > 5) {
+    unsigned v = 0;
+    if (n == 0) {
         return false;
     }
-    unsigned v = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9') {
             return false;
         }
         v = v * 10 + (unsigned)(s[i] - '0');
+        if (v > NBD_MAX_PORT) {
+            return false;
+        }
     }
-    return v <= NBD_MAX_PORT;
+    *port = v;
+    return true;
 }
 
 /*
@@ -160,7 +164,8 @@ static int nbd_parse_uri(const char *fn, NbdAddr *a, Error **errp)
             port = colon + 1;
         }
     }
-    if (port && !nbd_valid_port(port, path - port)) {
+    unsigned port_num = 0;
+    if (port && !nbd_parse_port(port, path - port, &port_num)) {
         goto invalid;
     }
 
@@ -187,7 +192,14 @@ static int nbd_parse_uri(const char *fn, NbdAddr *a, Error **errp)
             goto invalid;
         }
         a->host = nbd_strndup(host, host_end - host);
-        a->port = port ? nbd_strndup(port, path - port) : nbd_strdup(NBD_URI_DEFAULT_PORT);
+        if (port && port_num != 0) {
+            /* Port 0 means no port, as in QEMU's URI parser: the default applies. */
+            char num[16];
+            snprintf(num, sizeof(num), "%u", port_num);
+            a->port = nbd_strdup(num);
+        } else {
+            a->port = nbd_strdup(NBD_URI_DEFAULT_PORT);
+        }
     }
     return 0;
 

@@ -155,6 +155,7 @@ if serve_tcp qemu-nbd --fork --pid-file=@PIDFILE@ -b 127.0.0.1 -p @PORT@ -t -x e
     check_read_side "qemu-nbd raw tcp" "$U" src.raw raw
     same_img "qemu-nbd: legacy nbd:host:port:exportname= name" info "nbd:127.0.0.1:$P:exportname=exp"
     same_img "qemu-nbd: nbd+tcp:// URI" info "nbd+tcp://127.0.0.1:$P/exp"
+    same_img "qemu-nbd: URI port with a leading zero, escaped export" info "nbd://127.0.0.1:0$P/e%78p"
     same_img "qemu-nbd: json server options" info \
         "json:{\"driver\":\"nbd\",\"server\":{\"type\":\"inet\",\"host\":\"127.0.0.1\",\"port\":\"$P\"},\"export\":\"exp\"}"
     same_img "qemu-nbd: dotted json options" map --output=json \
