@@ -94,6 +94,9 @@ static int cache_entry_flush(BlockDriverState *bs, Qcow2Cache *c, int i)
     if (!e->dirty || !e->offset) {
         return 0;
     }
+    if (((BDRVQcow2State *)bs->opaque)->unusable) {
+        return -ENOMEDIUM;
+    }
     if (c->depends) {
         int ret = cache_flush_dependency(bs, c);
         if (ret < 0) {

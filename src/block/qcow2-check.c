@@ -134,11 +134,8 @@ static int metadata_overlap(BDRVQcow2State *s, int ign, uint64_t offset, uint64_
     return 0;
 }
 
-/*
- * Before a repair writes metadata: refuse (and mark the image corrupt, as QEMU does)
- * when the write would land on metadata other than the kinds in ign.
- */
-static int overlap_check(BlockDriverState *bs, int ign, uint64_t offset, uint64_t size)
+int qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign, uint64_t offset,
+                                  uint64_t size)
 {
     int ol = metadata_overlap(bs->opaque, ign, offset, size);
     if (!ol) {
@@ -348,8 +345,9 @@ static int check_refcounts_l2(CheckState *c, BdrvCheckResult *res, uint64_t l2_o
                             (fix & BDRV_FIX_ERRORS) ? "Repairing" : "ERROR", offset);
                     if (fix & BDRV_FIX_ERRORS) {
                         qcow2_set_l2_entry(s, l2, i, s->extended_l2 ? 0 : QCOW_OFLAG_ZERO);
-                        ret = overlap_check(bs, active ? OL_ACTIVE_L2 : OL_INACTIVE_L2,
-                                            l2_offset + (uint64_t)i * s->l2_entry_size, 8);
+                        ret = qcow2_pre_write_overlap_check(
+                            bs, active ? OL_ACTIVE_L2 : OL_INACTIVE_L2,
+                            l2_offset + (uint64_t)i * s->l2_entry_size, 8);
                         if (ret < 0) {
                             fprintf(stderr, "ERROR: Overlap check failed\n");
                             res->check_errors++;
@@ -865,7 +863,7 @@ static int write_refblocks(CheckState *c, int64_t first_cluster, int64_t end_clu
             (*reftable)[rb_index] = rb_offset;
         }
 
-        int ret = overlap_check(c->bs, 0, rb_offset, s->cluster_size);
+        int ret = qcow2_pre_write_overlap_check(c->bs, 0, rb_offset, s->cluster_size);
         if (ret < 0) {
             fprintf(stderr, "%s: ERROR writing refblock: %s\n", error_get_progname(),
                     strerror(-ret));
@@ -938,7 +936,7 @@ static int rebuild_refcount_structure(CheckState *c, BdrvCheckResult *res)
     }
 
     uint64_t table_bytes = (uint64_t)entries * REFTABLE_ENTRY_SIZE;
-    ret = overlap_check(c->bs, 0, (uint64_t)reftable_offset, table_bytes);
+    ret = qcow2_pre_write_overlap_check(c->bs, 0, (uint64_t)reftable_offset, table_bytes);
     if (ret < 0) {
         fprintf(stderr, "%s: ERROR writing reftable: %s\n", error_get_progname(),
                 strerror(-ret));
@@ -1101,7 +1099,7 @@ static int check_oflag_copied(CheckState *c, BdrvCheckResult *res, int fix)
             }
         }
         if (dirty) {
-            ret = overlap_check(bs, OL_ACTIVE_L2, l2_offset, s->cluster_size);
+            ret = qcow2_pre_write_overlap_check(bs, OL_ACTIVE_L2, l2_offset, s->cluster_size);
             if (ret < 0) {
                 fprintf(stderr, "ERROR: Could not write L2 table; metadata overlap check "
                         "failed: %s\n", strerror(-ret));

@@ -517,6 +517,9 @@ int qcow2_pread(BlockDriverState *bs, uint64_t offset, uint64_t bytes, void *vbu
     uint8_t *buf = vbuf;
     uint8_t *cbuf = NULL;
     int ret = 0;
+    if (s->unusable) {
+        return -ENOMEDIUM;
+    }
     while (bytes) {
         uint64_t cur = bytes, host;
         Qcow2SubclusterType type;
@@ -955,6 +958,9 @@ int qcow2_pwrite(BlockDriverState *bs, uint64_t offset, uint64_t bytes, const vo
 {
     BDRVQcow2State *s = bs->opaque;
     const uint8_t *buf = vbuf;
+    if (s->unusable) {
+        return -ENOMEDIUM;
+    }
     qcow2_bitmaps_mark_dirty(bs, offset, bytes, flags);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
@@ -1154,6 +1160,9 @@ static int zero_partial(BlockDriverState *bs, uint64_t offset, uint64_t bytes, i
 int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes, int flags)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (s->unusable) {
+        return -ENOMEDIUM;
+    }
     qcow2_bitmaps_mark_dirty(bs, offset, bytes, flags);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
@@ -1250,6 +1259,9 @@ int qcow2_cluster_discard(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
 int qcow2_pdiscard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
 {
     BDRVQcow2State *s = bs->opaque;
+    if (s->unusable) {
+        return -ENOMEDIUM;
+    }
     qcow2_bitmaps_mark_dirty(bs, offset, bytes, 0);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;

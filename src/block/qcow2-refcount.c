@@ -11,6 +11,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -676,8 +677,11 @@ int64_t qcow2_alloc_bytes(BlockDriverState *bs, int size)
 void qcow2_free_clusters(BlockDriverState *bs, int64_t offset, int64_t size,
                          Qcow2DiscardType type)
 {
-    /* A failure only leaks the clusters, which check can repair. */
-    (void)qcow2_update_refcount(bs, offset, size, 1, true, type);
+    /* A failure only leaks the clusters, which check can repair; QEMU says so on stderr. */
+    int ret = qcow2_update_refcount(bs, offset, size, 1, true, type);
+    if (ret < 0) {
+        fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));
+    }
 }
 
 void qcow2_free_any_cluster(BlockDriverState *bs, uint64_t l2_entry, Qcow2DiscardType type)

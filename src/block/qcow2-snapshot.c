@@ -308,6 +308,11 @@ int qcow2_write_snapshots(BlockDriverState *bs)
     if (ret < 0) {
         goto out;
     }
+    /* A damaged image may list the old table where the new one was allocated. */
+    ret = qcow2_pre_write_overlap_check(bs, 0, (uint64_t)new_offset, size);
+    if (ret < 0) {
+        goto out;
+    }
     if (size) {
         ret = bdrv_pwrite(bs->file, new_offset, (int64_t)size, buf, 0);
         if (ret < 0) {
@@ -834,14 +839,11 @@ int qcow2_check_read_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, 
     uint32_t nb = be32toh(nb_be);
     s->snapshots_offset = be64toh(off_be);
 
-    if (nb > QCOW2_MAX_SNAPSHOTS) {
-        fprintf(stderr, "%s Number of snapshots exceeds the maximum of %i\n",
-                (fix & BDRV_FIX_ERRORS) ? "Repairing" : "ERROR", QCOW2_MAX_SNAPSHOTS);
-        res->corruptions++;
-        if (fix & BDRV_FIX_ERRORS) {
-            nb_dropped += (int)(nb - QCOW2_MAX_SNAPSHOTS);
-            nb = QCOW2_MAX_SNAPSHOTS;
-        }
+    /* Without repair, the table size check below reports this one. */
+    if (nb > QCOW2_MAX_SNAPSHOTS && (fix & BDRV_FIX_ERRORS)) {
+        fprintf(stderr, "Discarding %u overhanging snapshots\n", nb - QCOW2_MAX_SNAPSHOTS);
+        nb_dropped += (int)(nb - QCOW2_MAX_SNAPSHOTS);
+        nb = QCOW2_MAX_SNAPSHOTS;
     }
     ret = qcow2_validate_table(bs, s->snapshots_offset, nb, sizeof(Qcow2SnapshotHeader),
                                sizeof(Qcow2SnapshotHeader) * QCOW2_MAX_SNAPSHOTS,

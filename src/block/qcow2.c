@@ -456,6 +456,8 @@ void qcow2_signal_corruption(BlockDriverState *bs, bool fatal, int64_t offset, i
         fprintf(stderr, "qcow2: Marking image as corrupt: %s; further corruption events "
                 "will be suppressed\n", msg);
         qcow2_mark_corrupt(bs);
+        /* As QEMU drops the node's driver: pending metadata is never written. */
+        s->unusable = true;
     } else {
         fprintf(stderr, "qcow2: Image is corrupt: %s; further non-fatal corruption events "
                 "will be suppressed\n", msg);
@@ -826,12 +828,15 @@ static int qcow2_open(BlockDriverState *bs, json_t *options, int flags, Error **
 
     s->snapshots_offset = be64toh(hdr.snapshots_offset);
     s->nb_snapshots = (int)be32toh(hdr.nb_snapshots);
-    ret = qcow2_validate_table(bs, s->snapshots_offset, be32toh(hdr.nb_snapshots),
-                               sizeof(Qcow2SnapshotHeader),
-                               sizeof(Qcow2SnapshotHeader) * QCOW2_MAX_SNAPSHOTS,
-                               "Snapshot table", errp);
-    if (ret < 0) {
-        goto fail;
+    /* check validates (and may repair) the snapshot table itself. */
+    if (!(flags & BDRV_O_CHECK)) {
+        ret = qcow2_validate_table(bs, s->snapshots_offset, be32toh(hdr.nb_snapshots),
+                                   sizeof(Qcow2SnapshotHeader),
+                                   sizeof(Qcow2SnapshotHeader) * QCOW2_MAX_SNAPSHOTS,
+                                   "Snapshot table", errp);
+        if (ret < 0) {
+            goto fail;
+        }
     }
 
     uint32_t l1_size = be32toh(hdr.l1_size);
@@ -967,6 +972,12 @@ fail:
 /* Called when the last reference goes: write back caches, mark clean, free. */
 static void qcow2_close(BlockDriverState *bs)
 {
+    BDRVQcow2State *s = bs->opaque;
+    if (s->unusable) {
+        qcow2_bitmaps_free(bs);
+        qcow2_free_state(bs);
+        return;
+    }
     qcow2_bitmaps_close(bs);
     if (!bs->read_only) {
         if (qcow2_write_caches(bs) == 0) {

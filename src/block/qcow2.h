@@ -306,6 +306,7 @@ typedef struct BDRVQcow2State {
     int flags;                      /* BDRV_O_* given to open */
     bool use_lazy_refcounts;
     bool signaled_corruption;       /* print the "marking corrupt" message once */
+    bool unusable;                  /* fatal corruption: no more I/O or metadata writes */
     bool discard_passthrough[QCOW2_DISCARD_MAX];
     bool metadata_preallocation_checked;
     bool metadata_preallocation;    /* block_status asks the file whether data is zero */
@@ -654,6 +655,14 @@ int qcow2_check_read_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, 
 int qcow2_check_fix_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, int fix);
 
 /* ---- qcow2-check.c ---- */
+
+/*
+ * Before metadata is written to [offset, offset+size): refuse with -EIO (and mark the
+ * image corrupt, as QEMU does) when that would land on metadata of a kind not in ign
+ * (a mask of the kinds check knows; 0 checks all but inactive L2 tables).
+ */
+int qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign, uint64_t offset,
+                                  uint64_t size);
 
 /*
  * Check (and with fix, repair) refcounts and L1/L2 tables. Also called by open for a

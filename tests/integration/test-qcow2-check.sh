@@ -247,6 +247,65 @@ EOF
     compare_check "snapshot table entry with $mode extra data" "snap-$mode.qcow2"
 done
 
+# Snapshot table problems open leaves to check: an unaligned table, a table past EOF,
+# more than 65536 snapshots (real entries, whose clusters are counted), and a count that
+# runs the table past EOF (repair then hits the old table: QEMU marks the image corrupt).
+mk snapbase.qcow2
+qemu-img snapshot -c s1 snapbase.qcow2
+qemu-img snapshot -c s2 snapbase.qcow2
+snoff=$($TOOL snapbase.qcow2 hdr snapshots_offset)
+cp snapbase.qcow2 snap-unaligned.qcow2
+$TOOL snap-unaligned.qcow2 hdr snapshots_offset $((snoff + 8))
+compare_check "snapshot table offset unaligned" snap-unaligned.qcow2
+cp snapbase.qcow2 snap-past-eof.qcow2
+$TOOL snap-past-eof.qcow2 hdr snapshots_offset 0x100000000
+compare_check "snapshot table past EOF" snap-past-eof.qcow2
+# compare_check_quick NAME IMG: plain check and -r all, report, messages and metadata
+# only (qemu-img takes seconds per open of an image with 65536 snapshots).
+compare_check_quick() {
+    local name=$1 img=$2 mode
+    for mode in none all; do
+        local args=()
+        [ "$mode" != none ] && args=(-r "$mode")
+        cp "$img" q.qcow2
+        cp "$img" k.qcow2
+        run_check qemu-img q.qcow2 q "${args[@]}"
+        run_check "$QKIT_IMG" k.qcow2 k "${args[@]}"
+        t_eq "$name ($mode): report" "$(cat q.out)" "$(cat k.out)"
+        t_eq "$name ($mode): messages" "$(cat q.err)" "$(cat k.err)"
+        t_eq "$name ($mode): metadata after" "$($TOOL q.qcow2 dump 2>&1)" \
+            "$($TOOL k.qcow2 dump 2>&1)"
+    done
+}
+cp snapbase.qcow2 snap-count.qcow2
+$TOOL snap-count.qcow2 hdr nb_snapshots 65537
+compare_check_quick "snapshot count past the table" snap-count.qcow2
+mk snap-many.qcow2
+python3 -S - snap-many.qcow2 65537 "$TOP/tests/integration" <<'EOF'
+import struct, sys
+sys.path.insert(0, sys.argv[3])
+from qcow2_tool import Image
+# Append a table of N entries (no L1 table, v3 extra data), count its clusters, use it.
+path, n = sys.argv[1], int(sys.argv[2])
+img = Image(path, write=True)
+tab = bytearray()
+for i in range(n):
+    ident = str(i + 1).encode()
+    tab += b'\0' * (-len(tab) % 8)
+    tab += struct.pack('>QIHHIIQII', 0, 0, len(ident), 0, 0, 0, 0, 0, 16)
+    tab += struct.pack('>QQ', 0, img.get('size')) + ident
+new = (len(img.data) + img.cs - 1) // img.cs * img.cs
+img.write(new, '%ds' % len(tab), bytes(tab))
+img.write(60, '>I', n)
+img.write(64, '>Q', new)
+for c in range(new // img.cs, (new + len(tab) + img.cs - 1) // img.cs):
+    img.set_rc(c, 1)
+EOF
+compare_check_quick "65537 snapshots" snap-many.qcow2
+qa=$(qemu-img info snap-many.qcow2 2>&1; echo "rc=$?")
+ka=$("$QKIT_IMG" info snap-many.qcow2 2>&1 | swap_names; echo "rc=${PIPESTATUS[0]}")
+t_eq "65537 snapshots: info refuses to open" "$qa" "$ka"
+
 # Persistent bitmaps: their clusters are in use while the extension is valid.
 mk bitmaps.qcow2
 qemu-img bitmap --add bitmaps.qcow2 b0

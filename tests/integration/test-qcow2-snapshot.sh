@@ -99,6 +99,38 @@ t_eq "apply restores the snapshot's disk size" \
     "$(qemu-img info q.qcow2 | grep '^virtual size')" \
     "$(qemu-img info k.qcow2 | grep '^virtual size')"
 
+# ---------------------------------------------------------------- resize with snapshots
+# QEMU 7.2 resizes v3 images with snapshots both ways (the snapshots keep their size
+# and their clusters); v2 images with snapshots are refused.
+# rs NAME ARGS...: `resize ARGS` with each tool on its copy; same output, same result.
+rs() {
+    local name=$1; shift
+    local qa ka
+    qa=$(qemu-img resize "$@" q.qcow2 2>&1; echo "rc=$?")
+    ka=$("$QKIT_IMG" resize "$@" k.qcow2 2>&1 | swap_names; echo "rc=${PIPESTATUS[0]}")
+    t_eq "$name: output" "$qa" "$ka"
+    t_eq "$name: metadata" "$($TOOL q.qcow2 dump)" "$($TOOL k.qcow2 dump)"
+    t_eq "$name: file size" "$(stat -c %s q.qcow2)" "$(stat -c %s k.qcow2)"
+    t_ok "$name: qemu-img check" qemu-img check k.qcow2
+}
+qemu-img create -q -f qcow2 rs.qcow2 64M
+qemu-io -c 'write -P 1 0 1M' -c 'write -P 2 60M 1M' rs.qcow2 >/dev/null
+qemu-img snapshot -c s1 rs.qcow2
+qemu-io -c 'write -P 3 0 64k' -c 'write -P 4 62M 1M' rs.qcow2 >/dev/null
+cp rs.qcow2 q.qcow2
+cp rs.qcow2 k.qcow2
+rs "with snapshots: grow" 128M
+rs "with snapshots: shrink below the snapshot's data" --shrink 32M
+sn "with snapshots: apply after shrinking" -a s1
+same_data "with snapshots: apply after shrinking: data"
+t_ok "with snapshots: apply after shrinking: snapshot data back" \
+    qemu-io -c 'read -P 1 64k 960k' -c 'read -P 2 60M 1M' k.qcow2
+qemu-img create -q -f qcow2 -o compat=0.10 q.qcow2 64M
+qemu-img snapshot -c s1 q.qcow2
+cp q.qcow2 k.qcow2
+rs "v2 with snapshots: grow refused" 128M
+rs "v2 with snapshots: shrink refused" --shrink 32M
+
 # ---------------------------------------------------------------- version 2 images
 qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 64M
 qemu-io -c 'write -P 1 0 64k' v2.qcow2 >/dev/null

@@ -42,6 +42,10 @@ static int check_collect(BlockDriverState *bs, ImageCheck *check, const char *fi
     if (ret == 0 && fix) {
         ret = bdrv_flush(bs);
     }
+    if (ret < 0) {
+        /* As qemu-img: a failed check reports no counts (and triggers no re-check). */
+        memset(&check->r, 0, sizeof(check->r));
+    }
     return ret;
 }
 
