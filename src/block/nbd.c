@@ -44,6 +44,7 @@ typedef struct NbdAddr {
     char *export;             /* NULL when none was named (shown differently from "") */
 } NbdAddr;
 
+/* Free the strings of a parsed address and clear it. */
 static void nbd_addr_free(NbdAddr *a)
 {
     free(a->host);
@@ -53,6 +54,7 @@ static void nbd_addr_free(NbdAddr *a)
     memset(a, 0, sizeof(*a));
 }
 
+/* strdup that aborts on out-of-memory, like the core's allocations. */
 static char *nbd_strdup(const char *s)
 {
     char *d = strdup(s);
@@ -62,6 +64,7 @@ static char *nbd_strdup(const char *s)
     return d;
 }
 
+/* strndup that aborts on out-of-memory. */
 static char *nbd_strndup(const char *s, size_t n)
 {
     char *d = strndup(s, n);
@@ -273,6 +276,7 @@ static const char *const nbd_inet_keys[] = {
 };
 static const char *const nbd_unix_keys[] = { "type", "path", "abstract", "tight", NULL };
 
+/* True if key is one of the NULL-terminated list. */
 static bool nbd_key_in(const char *key, const char *const *list)
 {
     for (int i = 0; list[i]; i++) {
@@ -620,6 +624,7 @@ static int nbd_pdiscard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
     return 0;
 }
 
+/* Called by bdrv_flush(): the server makes written data durable (if it can flush). */
 static int nbd_flush(BlockDriverState *bs)
 {
     BDRVNBDState *s = bs->opaque;
@@ -694,6 +699,7 @@ static int nbd_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
     return 0;
 }
 
+/* The export size the server announced; it never changes while connected. */
 static int64_t nbd_getlength(BlockDriverState *bs)
 {
     BDRVNBDState *s = bs->opaque;

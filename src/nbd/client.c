@@ -650,6 +650,7 @@ static int nbd_client_kill_err(NbdClient *c, int err)
     return -err;
 }
 
+/* Drop the connection over a malformed reply; the request fails with EINVAL. */
 static int nbd_client_kill(NbdClient *c)
 {
     return nbd_client_kill_err(c, EINVAL);

@@ -43,6 +43,7 @@ static int nbd_map_context(NbdClient *c, int ctx)
     return 0;
 }
 
+/* Connect, negotiate the contexts named on the command line, print each one's map. */
 int main(int argc, char **argv)
 {
     if (argc < 4 || argc - 3 > NBD_CLIENT_MAX_CONTEXTS) {
