@@ -440,7 +440,11 @@ static void nbd_transmission(NbdClient *client)
             return;
         }
         if (be32toh(req.magic) != NBD_REQUEST_MAGIC) {
-            return;   /* not a request: the stream is out of step, nothing can follow */
+            /* Not a request: answer it as qemu-nbd does, then hang up (out of step). */
+            snprintf(msg, sizeof(msg), "invalid magic (got 0x%" PRIx32 ")",
+                     be32toh(req.magic));
+            nbd_send_error(client, req.cookie, EINVAL, msg);
+            return;
         }
         req.flags = be16toh(req.flags);
         req.type = be16toh(req.type);
