@@ -27,6 +27,7 @@ struct NbdExport {
     bool read_only;
     bool allocation_depth;
     char *bitmap;            /* dirty bitmap offered as a meta context, or NULL */
+    BlockDriverState *bitmap_bs; /* the node of the chain that holds it */
     bool discard;
     NbdDetectZeroes detect_zeroes;
     uint16_t flags;          /* transmission flags, before per-connection extras */

@@ -261,14 +261,50 @@ static int meta_extents(NbdExport *exp, MetaFlagsFn fn, uint64_t offset, uint64_
     return n;
 }
 
-/*
- * qemu:dirty-bitmap:NAME extents. The block layer has no bitmap interface yet, so
- * nbd_export_new() refuses -B and no client can select this context.
- */
+/* qemu:dirty-bitmap:NAME extents: NBD_STATE_DIRTY where the bitmap has bits set. */
 static int meta_bitmap_extents(NbdExport *exp, uint64_t offset, uint64_t len,
                                NbdBlockDescriptor *descs, size_t max)
 {
-    return -ENOTSUP;
+    size_t n = 0;
+    uint32_t cur_flags = 0;
+    uint64_t cur_len = 0;
+
+    offset += exp->offset;
+    while (len > 0) {
+        int64_t pnum = 0;
+        int ret = bdrv_dirty_bitmap_status(exp->bitmap_bs, exp->bitmap, offset, len, &pnum);
+        if (ret < 0) {
+            return ret;
+        }
+        if (pnum <= 0) {
+            return -EIO;
+        }
+        if ((uint64_t)pnum > len) {
+            pnum = len;
+        }
+        uint32_t flags = ret ? NBD_STATE_DIRTY : 0;
+        if (cur_len && flags == cur_flags) {
+            cur_len += pnum;
+        } else {
+            if (cur_len) {
+                descs[n].length = htobe32(cur_len);
+                descs[n].status_flags = htobe32(cur_flags);
+                if (++n == max) {
+                    return n;
+                }
+            }
+            cur_flags = flags;
+            cur_len = pnum;
+        }
+        offset += pnum;
+        len -= pnum;
+    }
+    if (cur_len) {
+        descs[n].length = htobe32(cur_len);
+        descs[n].status_flags = htobe32(cur_flags);
+        n++;
+    }
+    return n;
 }
 
 /* NBD_CMD_BLOCK_STATUS: one chunk per selected context, the last one flagged DONE. */

@@ -34,6 +34,33 @@ static uint32_t export_max_block(BlockDriverState *bs)
     return max;
 }
 
+/*
+ * -B: find the bitmap on the node or down its backing chain (as qemu-nbd does) and
+ * check that it can be read.
+ */
+static int nbd_export_find_bitmap(BlockDriverState *bs, const char *name,
+                                  BlockDriverState **where, Error **errp)
+{
+    for (BlockDriverState *b = bs; b; b = b->backing) {
+        BdrvDirtyBitmapInfo info;
+        int ret = bdrv_dirty_bitmap_find(b, name, &info);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not list the dirty bitmaps");
+            return ret;
+        }
+        if (ret == 1) {
+            if (info.inconsistent) {
+                error_setg(errp, "Bitmap '%s' is inconsistent and cannot be used", name);
+                return -EINVAL;
+            }
+            *where = b;
+            return 0;
+        }
+    }
+    error_setg(errp, "Bitmap '%s' is not found", name);
+    return -ENOENT;
+}
+
 NbdExport *nbd_export_new(BlockDriverState *bs, const NbdExportOptions *opts, Error **errp)
 {
     int64_t size = bdrv_getlength(bs);
@@ -46,8 +73,8 @@ NbdExport *nbd_export_new(BlockDriverState *bs, const NbdExportOptions *opts, Er
                    "containing file (%" PRId64 ")", opts->offset, size);
         return NULL;
     }
-    if (opts->bitmap) {
-        error_setg(errp, "Bitmap '%s' is not found", opts->bitmap);
+    BlockDriverState *bitmap_bs = NULL;
+    if (opts->bitmap && nbd_export_find_bitmap(bs, opts->bitmap, &bitmap_bs, errp) < 0) {
         return NULL;
     }
     NbdExport *exp = calloc(1, sizeof(*exp));
@@ -62,6 +89,8 @@ NbdExport *nbd_export_new(BlockDriverState *bs, const NbdExportOptions *opts, Er
     exp->size = size - opts->offset;
     exp->read_only = opts->read_only || bs->read_only;
     exp->allocation_depth = opts->allocation_depth;
+    exp->bitmap = opts->bitmap ? strdup(opts->bitmap) : NULL;
+    exp->bitmap_bs = bitmap_bs;
     exp->discard = opts->discard;
     exp->detect_zeroes = opts->detect_zeroes;
     exp->flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |

@@ -58,6 +58,18 @@ for can in cache df fast-zero flush fua multi-conn trim zero read write; do
     compare_info "nbdinfo --can $can" "-f raw $RAW" "--can $can"
     compare_info "nbdinfo --can $can read-only" "-r -e 2 -f raw $RAW" "--can $can"
 done
+# -B: a qcow2 persistent dirty bitmap as qemu:dirty-bitmap:NAME.
+BM=$T/bitmap.qcow2
+qemu-img create -q -f qcow2 "$BM" 4M
+qemu-img bitmap --add "$BM" b0
+qemu-io -f qcow2 -c 'write 64k 64k' -c 'write 1M 4k' -c 'write 3M 512k' "$BM" >/dev/null
+qemu-img bitmap --add -g 4096 "$BM" b1
+qemu-io -f qcow2 -c 'write 2M 1k' -c 'write 100k 8k' "$BM" >/dev/null
+compare_info "nbdinfo --map=qemu:dirty-bitmap:b0" "-B b0 -r -f qcow2 $BM" \
+    "--map=qemu:dirty-bitmap:b0"
+compare_info "nbdinfo --map=qemu:dirty-bitmap:b1 (4k granularity)" "-B b1 -f qcow2 $BM" \
+    "--map=qemu:dirty-bitmap:b1"
+compare_info "nbdinfo --list with -A and -B" "-A -B b1 -f qcow2 $BM" "--list"
 compare_info "nbdinfo wrong export name" "-x disk -f raw $RAW" "--size" "other"
 
 # nbdcopy out of and into the server; contents checked with qemu-img compare.
@@ -157,6 +169,7 @@ compare_err "tls dir missing" --object tls-creds-x509,id=t,dir=/nonexistent,endp
 compare_err "unknown option" --bogus disk.raw
 compare_err "missing argument" disk.raw --pid-file
 compare_err "aio=native without cache=none" --aio=native -f raw -k "$T/e.sock" disk.raw
+compare_err "-B with a missing bitmap" -B nope -f qcow2 -k "$T/e.sock" bitmap.qcow2
 compare_err "-l on raw" -l foo -f raw -k "$T/e.sock" disk.raw
 compare_err "-l unknown snapshot" -l foo -f qcow2 -k "$T/e.sock" top.qcow2
 compare_err "-L with per-device options" -L -x foo
