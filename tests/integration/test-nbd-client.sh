@@ -363,6 +363,14 @@ if command -v nbdkit >/dev/null; then
     else
         t_fail "nbdkit oldstyle: server starts"
     fi
+    # A server that insists on TLS (PSK): refused with QEMU's message and hint.
+    echo "alice:0123456789abcdef0123456789abcdef" > psk.txt
+    if serve_tcp nbdkit -P @PIDFILE@ -i 127.0.0.1 -p @PORT@ --tls=require \
+            --tls-psk="$T/psk.txt" memory 1M; then
+        same_img "nbdkit tls=require: refused" info "nbd://127.0.0.1:$PORT"
+    else
+        t_fail "nbdkit tls=require: server starts"
+    fi
     # Extents of every kind: a hole that does not read as zero, zero, data.
     if serve_tcp nbdkit -P @PIDFILE@ -i 127.0.0.1 -p @PORT@ eval get_size='echo 1048576' \
             pread='dd if=/dev/zero count=$3 iflag=count_bytes 2>/dev/null' \
