@@ -1062,7 +1062,14 @@ int qcow2_subcluster_zeroize(BlockDriverState *bs, uint64_t offset, uint64_t byt
 {
     BDRVQcow2State *s = bs->opaque;
     if (s->qcow_version < 3) {
-        return -ENOTSUP;
+        /*
+         * No zero flag before v3; without a backing file an unallocated cluster
+         * reads as zeroes, so (as QEMU does) the clusters are discarded instead.
+         */
+        if (bs->backing) {
+            return -ENOTSUP;
+        }
+        return qcow2_cluster_discard(bs, offset, bytes, QCOW2_DISCARD_REQUEST, false);
     }
     uint64_t end = offset + bytes;
     uint64_t head = QKIT_MIN(end, ROUND_UP(offset, s->cluster_size)) - offset;
@@ -1136,7 +1143,8 @@ static int zero_partial(BlockDriverState *bs, uint64_t offset, uint64_t bytes, i
     BDRVQcow2State *s = bs->opaque;
     uint64_t start = ROUND_DOWN(offset, s->subcluster_size);
     uint64_t end = QKIT_MIN(start + s->subcluster_size, s->size);
-    bool ok = s->qcow_version >= 3 && range_is_zero(bs, start, offset - start) &&
+    bool ok = (s->qcow_version >= 3 || !bs->backing) &&
+              range_is_zero(bs, start, offset - start) &&
               range_is_zero(bs, offset + bytes, end - (offset + bytes));
     if (ok) {
         uint64_t n = end - start, host;
@@ -1265,6 +1273,10 @@ int qcow2_pdiscard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
     qcow2_bitmaps_mark_dirty(bs, offset, bytes, 0);
     if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
         return -EIO;
+    }
+    /* Without the zero flag (v2), a discarded cluster would show the backing file. */
+    if (s->qcow_version < 3 && bs->backing) {
+        return -ENOTSUP;
     }
     uint64_t end = offset + bytes;
     uint64_t start = ROUND_UP(offset, s->cluster_size);

@@ -1,0 +1,73 @@
+#!/bin/bash
+# qcow2 behaviours checked against qemu-img / qemu-io 7.2 one case at a time: zero writes
+# and discards on compat=0.10 images (with and without a backing file), commit emptying
+# the top image, preallocated creates with small clusters, and freed clusters that are
+# discarded in the file only once no metadata on disk points at them.
+source "$(dirname "$0")/lib.sh"
+
+if ! command -v qemu-img >/dev/null || ! command -v qemu-io >/dev/null; then
+    t_skip "qcow2-fixes" "qemu-img/qemu-io not installed"
+    exit 0
+fi
+if ! command -v python3 >/dev/null; then
+    t_skip "qcow2-fixes" "python3 not installed (needed to read metadata)"
+    exit 0
+fi
+t_need "qcow2-fixes: tools built" "$QKIT_IMG" "$QKIT_IO" || exit 0
+
+TOOL="python3 -S $TOP/tests/integration/qcow2_tool.py"
+cd "$T"
+
+# same_image NAME Q K: the two images hold the same metadata, map the same and have the
+# same file size.
+same_image() {
+    local name=$1 q=$2 k=$3
+    t_eq "$name: metadata" "$($TOOL "$q" dump)" "$($TOOL "$k" dump)"
+    t_eq "$name: map" "$(qemu-img map --output=json "$q" 2>&1 | sed -e "s#$q#IMG#g")" \
+        "$(qemu-img map --output=json "$k" 2>&1 | sed -e "s#$k#IMG#g")"
+    t_eq "$name: file size" "$(stat -c %s "$q")" "$(stat -c %s "$k")"
+}
+
+# ---------------------------------------------------------------- v2 zero writes
+# io_case NAME BACKED CMD...: the qemu-io commands on copies of a v2 image (data at
+# 0-128k and 256k-320k; BACKED=yes puts a backing file of 7s under it); same output,
+# same metadata and map.
+rm -f v2back.qcow2
+qemu-img create -q -f qcow2 -o compat=0.10 v2back.qcow2 1M
+qemu-io -c 'write -P 7 0 1M' v2back.qcow2 >/dev/null
+io_case() {
+    local name=$1 backed=$2; shift 2
+    local args=() c qa ka
+    rm -f v2.qcow2
+    if [ "$backed" = yes ]; then
+        qemu-img create -q -f qcow2 -o compat=0.10 -b v2back.qcow2 -F qcow2 v2.qcow2
+    else
+        qemu-img create -q -f qcow2 -o compat=0.10 v2.qcow2 1M
+    fi
+    qemu-io -c 'write -P 1 0 128k' -c 'write -P 2 256k 64k' v2.qcow2 >/dev/null
+    cp v2.qcow2 q.qcow2
+    cp v2.qcow2 k.qcow2
+    for c in "$@" 'read -P 0 0 1' 'read -P 0 1020k 4k'; do args+=(-c "$c"); done
+    qa=$(qemu-io "${args[@]}" q.qcow2 2>&1 | sed -e "/ops\/sec/d"; echo "rc=${PIPESTATUS[0]}")
+    ka=$("$QKIT_IO" "${args[@]}" k.qcow2 2>&1 | swap_names | sed -e "/ops\/sec/d"; \
+         echo "rc=${PIPESTATUS[0]}")
+    t_eq "$name: output" "$qa" "$ka"
+    same_image "$name" q.qcow2 k.qcow2
+    t_ok "$name: qemu-img check" qemu-img check k.qcow2
+}
+for backed in no yes; do
+    io_case "v2 backed=$backed: write -z unallocated cluster" $backed 'write -z 512k 64k'
+    io_case "v2 backed=$backed: write -z allocated cluster" $backed 'write -z 0 64k'
+    io_case "v2 backed=$backed: write -z -u allocated cluster" $backed 'write -z -u 0 64k'
+    io_case "v2 backed=$backed: write -z part of an unallocated cluster" $backed \
+        'write -z 512k 4k'
+    io_case "v2 backed=$backed: write -z part of an allocated cluster" $backed 'write -z 0 4k'
+    io_case "v2 backed=$backed: write -z across clusters" $backed 'write -z 60k 200k'
+    io_case "v2 backed=$backed: write -z at the end of the disk" $backed \
+        'write -z 1020k 4k' 'write -z 1000k 24k'
+    io_case "v2 backed=$backed: write -z the whole disk" $backed 'write -z 0 1M'
+    io_case "v2 backed=$backed: write -z over compressed clusters" $backed \
+        'write -c -P 3 512k 64k' 'write -z 512k 64k' 'write -c -P 3 576k 64k' \
+        'write -z 580k 4k'
+    io_case "v2 backed=$backed: discard" $backed 'discard 0 64k' 'discard 256k 64k'
+done
