@@ -140,6 +140,10 @@ check_read_side() {
 
 MiB=$((1024 * 1024))
 
+# nbd_json SERVER_MEMBERS [MORE_MEMBERS]: a json: filename for the nbd driver, e.g.
+# nbd_json '"type":"inet","host":"h","port":"1"' '"export":"x"'.
+nbd_json() { printf 'json:{"driver":"nbd","server":{%s}%s}' "$1" "${2:+,$2}"; }
+
 # ---- Source images, made by QEMU's tools ----
 qemu-img create -q -f qcow2 src.qcow2 64M
 qemu-io -f qcow2 -c 'write -P 0xab 1M 2M' -c 'write -z 8M 1M' -c 'write -P 0x5c 20M 64k' \
@@ -153,26 +157,35 @@ if serve_tcp qemu-nbd --fork --pid-file=@PIDFILE@ -b 127.0.0.1 -p @PORT@ -t -x e
     P=$PORT
     U="nbd://127.0.0.1:$P/exp"
     check_read_side "qemu-nbd raw tcp" "$U" src.raw raw
-    same_img "qemu-nbd: legacy nbd:host:port:exportname= name" info "nbd:127.0.0.1:$P:exportname=exp"
+    INET="\"type\":\"inet\",\"host\":\"127.0.0.1\",\"port\":\"$P\""
+    same_img "qemu-nbd: legacy nbd:host:port:exportname= name" info \
+        "nbd:127.0.0.1:$P:exportname=exp"
     same_img "qemu-nbd: nbd+tcp:// URI" info "nbd+tcp://127.0.0.1:$P/exp"
-    same_img "qemu-nbd: URI port with a leading zero, escaped export" info "nbd://127.0.0.1:0$P/e%78p"
+    same_img "qemu-nbd: URI port with a leading zero, escaped export" info \
+        "nbd://127.0.0.1:0$P/e%78p"
     same_img "qemu-nbd: json server options" info \
-        "json:{\"driver\":\"nbd\",\"server\":{\"type\":\"inet\",\"host\":\"127.0.0.1\",\"port\":\"$P\"},\"export\":\"exp\"}"
+        "$(nbd_json "$INET" '"export":"exp"')"
     same_img "qemu-nbd: dotted json options" map --output=json \
-        "json:{\"driver\":\"nbd\",\"server.type\":\"inet\",\"server.host\":\"127.0.0.1\",\"server.port\":$P,\"export\":\"exp\"}"
+        "json:{\"driver\":\"nbd\",\"server.type\":\"inet\",\"server.host\":\"127.0.0.1\",\
+\"server.port\":$P,\"export\":\"exp\"}"
     same_img "qemu-nbd: --image-opts" info --image-opts \
-        "driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=127.0.0.1,file.server.port=$P,file.export=exp"
+        "driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=127.0.0.1,\
+file.server.port=$P,file.export=exp"
     same_img "qemu-nbd: reconnect-delay accepted" info \
-        "json:{\"driver\":\"nbd\",\"server\":{\"type\":\"inet\",\"host\":\"127.0.0.1\",\"port\":\"$P\"},\"export\":\"exp\",\"reconnect-delay\":5}"
+        "$(nbd_json "$INET" '"export":"exp","reconnect-delay":5')"
     same_img "qemu-nbd: unknown option" info \
-        "json:{\"driver\":\"nbd\",\"server\":{\"type\":\"inet\",\"host\":\"127.0.0.1\",\"port\":\"$P\"},\"export\":\"exp\",\"bogus\":1}"
+        "$(nbd_json "$INET" '"export":"exp","bogus":1')"
     same_img "qemu-nbd: unknown export" info "nbd://127.0.0.1:$P/nosuch"
     same_img "qemu-nbd: empty export name" info "nbd://127.0.0.1:$P"
 
     # Writes over NBD, checked on the file behind the server.
     out=$("$QKIT_IO" -f raw -c 'write -P 0xa5 4096 65536' -c 'write -P 0x3c 5M 1000' \
           -c 'write -z 1M 512k' -c 'discard 20M 64k' -c flush "$U" 2>&1)
-    if [ $? -eq 0 ]; then t_pass "qemu-nbd: qkit-io writes"; else t_fail "qemu-nbd: qkit-io writes" "$out"; fi
+    if [ $? -eq 0 ]; then
+        t_pass "qemu-nbd: qkit-io writes"
+    else
+        t_fail "qemu-nbd: qkit-io writes" "$out"
+    fi
     # (qemu-nbd ignores trims unless --discard=unmap: 20M keeps its data, as with qemu-io.)
     t_ok "qemu-nbd: written data is in the file" qemu-io -r -U -f raw \
         -c 'read -P 0xa5 4096 65536' -c 'read -P 0x3c 5M 1000' -c 'read -P 0 1M 512k' \
@@ -261,7 +274,8 @@ elif t_need "nbd-map: helper built" "$NBD_MAP" &&
     i=0
     for ctx in base:allocation qemu:allocation-depth; do
         t_eq "nbd-map: $ctx as nbdinfo sees it" \
-            "$(nbdinfo --map="$ctx" "nbd+unix:///?socket=$S6" | awk '{print $1, $2, $3}' | merge_runs)" \
+            "$(nbdinfo --map="$ctx" "nbd+unix:///?socket=$S6" | awk '{print $1, $2, $3}' |
+               merge_runs)" \
             "$(awk -v i=$i '$1 == i {print $2, $3, $4}' <<<"$both" | merge_runs)"
         i=$((i + 1))
     done
@@ -277,9 +291,11 @@ qemu-img bitmap --add bm.qcow2 b0
 qemu-io -f qcow2 -c 'write -P 2 1M 64k' -c 'write -P 3 8M 1M' bm.qcow2 >/dev/null
 if serve_unix qemu-nbd --fork --pid-file=@PIDFILE@ -k "$S5" -t -r -f qcow2 -B b0 bm.qcow2; then
     same_img "qemu-nbd -B: map with x-dirty-bitmap" map --output=json \
-        "json:{\"driver\":\"raw\",\"file\":{\"driver\":\"nbd\",\"server\":{\"type\":\"unix\",\"path\":\"$S5\"},\"x-dirty-bitmap\":\"qemu:dirty-bitmap:b0\"}}"
+        "json:{\"driver\":\"raw\",\"file\":$(nbd_json "\"type\":\"unix\",\"path\":\"$S5\"" \
+            '"x-dirty-bitmap":"qemu:dirty-bitmap:b0"' | sed 's/^json://')}"
     same_img "qemu-nbd -B: unknown bitmap context" info \
-        "json:{\"driver\":\"nbd\",\"server\":{\"type\":\"unix\",\"path\":\"$S5\"},\"x-dirty-bitmap\":\"qemu:dirty-bitmap:nope\"}"
+        "$(nbd_json "\"type\":\"unix\",\"path\":\"$S5\"" \
+            '"x-dirty-bitmap":"qemu:dirty-bitmap:nope"')"
 else
     t_fail "qemu-nbd -B: server starts"
 fi
@@ -287,7 +303,8 @@ fi
 # ---- Errors, compared with qemu-img ----
 same_img "error: connection refused" info "nbd://127.0.0.1:$dead/x"
 t_eq "error: connection refused names the address" \
-    "qkit-img: Could not open 'nbd://127.0.0.1:$dead/x': Failed to connect to '127.0.0.1:$dead': Connection refused" \
+    "qkit-img: Could not open 'nbd://127.0.0.1:$dead/x': Failed to connect to \
+'127.0.0.1:$dead': Connection refused" \
     "$("$QKIT_IMG" info "nbd://127.0.0.1:$dead/x" 2>&1 | sed 's/^[^ :]*qkit-img:/qkit-img:/')"
 same_img "error: create with the server gone" create -f raw "nbd://127.0.0.1:$dead/x" 1M
 same_img "error: missing unix socket" info "nbd+unix:///x?socket=$T/none.sock"
@@ -297,6 +314,8 @@ for bad in "nbd+unix:///x" "nbd://127.0.0.1:10809/x?socket=y" "nbd://:10809/x" \
            "nbd:127.0.0.1:abc"; do
     same_img "error: bad name $bad" info "$bad"
 done
+NOWHERE_TLS='{"driver":"nbd","server":{"type":"inet","host":"127.0.0.1","port":"1"},'
+NOWHERE_TLS+='"tls-creds":"t"}'
 for bad in '{"driver":"nbd"}' '{"driver":"nbd","server":{"type":"bogus"}}' \
            '{"driver":"nbd","server":{"type":"inet","host":"127.0.0.1"}}' \
            '{"driver":"nbd","server":{"type":"unix"}}' \
@@ -304,7 +323,7 @@ for bad in '{"driver":"nbd"}' '{"driver":"nbd","server":{"type":"bogus"}}' \
            '{"driver":"nbd","server":{"type":"inet","host":"127.0.0.1","port":"1","x":1}}' \
            '{"driver":"nbd","server":{"type":"inet","host":"127.0.0.1","port":"1"},"bogus":1}' \
            '{"driver":"nbd","server":{"type":"inet","host":"127.0.0.1","port":"1"},"host":"a"}' \
-           '{"driver":"nbd","server":{"type":"inet","host":"127.0.0.1","port":"1"},"tls-creds":"t"}'; do
+           "$NOWHERE_TLS"; do
     same_img "error: bad options $bad" info "json:$bad"
 done
 
@@ -324,7 +343,8 @@ if command -v nbdkit >/dev/null; then
         t_ok "nbdkit memory: convert" "$QKIT_IMG" convert -f raw -O raw "$U" k.raw
         t_ok "nbdkit memory: converted image equals the export" cmp k.raw e.raw
         t_eq "nbdkit memory: converted image keeps the holes" \
-            "$(qemu-img map --output=json -f raw e.raw)" "$(qemu-img map --output=json -f raw k.raw)"
+            "$(qemu-img map --output=json -f raw e.raw)" \
+            "$(qemu-img map --output=json -f raw k.raw)"
     else
         t_fail "nbdkit memory: server starts"
     fi
@@ -384,7 +404,8 @@ if command -v nbdkit >/dev/null; then
     # An export size that is not whole sectors.
     if serve_tcp nbdkit -P @PIDFILE@ -i 127.0.0.1 -p @PORT@ memory 1000; then
         U="nbd://127.0.0.1:$PORT"
-        t_ok "nbdkit 1000 bytes: write the last bytes" "$QKIT_IO" -f raw -c 'write -P 7 900 100' "$U"
+        t_ok "nbdkit 1000 bytes: write the last bytes" "$QKIT_IO" -f raw \
+            -c 'write -P 7 900 100' "$U"
         same_img "nbdkit 1000 bytes: map json" map --output=json -f raw "$U"
         same_img "nbdkit 1000 bytes: info" info "$U"
         same_io "nbdkit 1000 bytes: writing past the end fails" -f raw -c 'write 1000 24' "$U"
@@ -413,7 +434,8 @@ if command -v python3 >/dev/null; then
             out=$(timeout "$T_TIMEOUT" "$QKIT_IO" -r -f raw -c 'read 0 4096' -c 'read 0 512' \
                   "$U" 2>&1)
             t_eq "fake server $mode: read fails" \
-                 "$(printf 'read failed: Invalid argument\nread failed: Input/output error')" "$out"
+                 "$(printf 'read failed: Invalid argument\nread failed: Input/output error')" \
+                 "$out"
         else
             same_io "fake server $mode: qkit-io as qemu-io" -r -f raw \
                 -c 'read -P 0 0 512' -c 'read -P 1 512 512' -c 'read -P 0x7f 65024 1024' "$U"
