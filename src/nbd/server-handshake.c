@@ -326,6 +326,11 @@ static int read_option(NbdClient *client, NbdOpt *o, bool *eof, Error **errp)
                    NBD_MAX_BUFFER_SIZE);
         return -EINVAL;
     }
+    ret = nbd_client_reserve(client, o->len);
+    if (ret < 0) {
+        error_setg(errp, "Cannot allocate %" PRIu32 " bytes for option data", o->len);
+        return ret;
+    }
     o->data = client->buf;
     ret = nbd_conn_read(&client->conn, o->data, o->len, NULL);
     if (ret < 0) {

@@ -59,8 +59,12 @@ typedef struct NbdClient {
     bool no_zeroes;
     bool structured_reply;
     NbdMetaSelection meta;
-    uint8_t *buf;            /* request payload / read data, NBD_MAX_BUFFER_SIZE bytes */
+    uint8_t *buf;            /* option data, request payload, read data, extents */
+    size_t buf_size;         /* grows to the largest request seen, at most 32 MiB */
 } NbdClient;
+
+/* server.c: make client->buf hold at least size bytes. 0 or -ENOMEM. */
+int nbd_client_reserve(NbdClient *client, size_t size);
 
 /* server-conn.c: whole-buffer I/O over the connection (plain or TLS). */
 int nbd_conn_read(NbdConn *conn, void *buf, size_t len, bool *eof);

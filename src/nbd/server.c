@@ -21,6 +21,8 @@
 
 /* Alignment of the request buffer, enough for O_DIRECT on any disk. */
 #define BUF_ALIGN 4096
+/* The request buffer a connection starts with. */
+#define BUF_MIN_SIZE (64 * 1024)
 /* Messages in error chunks are cut to this many bytes. */
 #define ERR_MSG_MAX 256
 
@@ -454,6 +456,42 @@ static int handle_request(NbdClient *client, const NbdRequest *req)
     }
 }
 
+int nbd_client_reserve(NbdClient *client, size_t size)
+{
+    if (size <= client->buf_size && client->buf) {
+        return 0;
+    }
+    if (size < BUF_MIN_SIZE) {
+        size = BUF_MIN_SIZE;   /* never NULL, and small requests never reallocate */
+    }
+    size = (size + BUF_ALIGN - 1) & ~(size_t)(BUF_ALIGN - 1);
+    uint8_t *buf = aligned_alloc(BUF_ALIGN, size);
+    if (!buf) {
+        return -ENOMEM;
+    }
+    free(client->buf);
+    client->buf = buf;
+    client->buf_size = size;
+    return 0;
+}
+
+/* The buffer a request needs: its data for READ and WRITE, a piece of CACHE, extents. */
+static size_t request_buf_size(const NbdRequest *req)
+{
+    switch (req->type) {
+    case NBD_CMD_READ:
+    case NBD_CMD_WRITE:
+        return req->length;
+    case NBD_CMD_CACHE:
+        return req->length < NBD_MAX_BUFFER_SIZE ? req->length : NBD_MAX_BUFFER_SIZE;
+    case NBD_CMD_BLOCK_STATUS:
+        return (req->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : NBD_MAX_BLOCK_STATUS_EXTENTS) *
+               sizeof(NbdBlockDescriptor);
+    default:
+        return 0;
+    }
+}
+
 /*
  * The transmission phase: read a request, check it, serve it, reply; until the
  * client disconnects or the stream breaks.
@@ -493,6 +531,13 @@ static void nbd_transmission(NbdClient *client)
             }
             continue;
         }
+        if (nbd_client_reserve(client, request_buf_size(&req)) < 0) {
+            if (has_payload || nbd_send_error(client, req.cookie, ENOMEM,
+                                              "Cannot allocate the request buffer") < 0) {
+                return;   /* the payload cannot be taken: hang up */
+            }
+            continue;
+        }
         if (has_payload && nbd_conn_read(&client->conn, client->buf, req.length, NULL) < 0) {
             return;
         }
@@ -518,17 +563,10 @@ int nbd_server_serve_client(NbdServer *srv, int fd, Error **errp)
     client->conn.fd = fd;
     /* Replies go out as soon as they are written (fails harmlessly on unix sockets). */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    client->buf = aligned_alloc(BUF_ALIGN, NBD_MAX_BUFFER_SIZE);
-    if (!client->buf) {
-        error_setg(errp, "Cannot allocate the request buffer");
-        ret = -ENOMEM;
-        goto out;
-    }
     ret = nbd_negotiate(client, errp);
     if (ret == 1) {
         nbd_transmission(client);
     }
-out:
     nbd_conn_close(&client->conn);
     free(client->buf);
     free(client);
