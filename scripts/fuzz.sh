@@ -17,19 +17,21 @@ SHORT_SECONDS=${FUZZ_SHORT_SECONDS:-45}
 CFLAGS=(-g -O1 -std=gnu11 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64
         -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
         -fno-omit-frame-pointer -I"$TOP/include" -I"$TOP/src")
-LIBS=(-lz -lzstd -ljansson -luring -lpthread -lm)
+LIBS=(-lz -lzstd -ljansson -luring -lgnutls -lpthread -lm)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 # Targets and the library directories each one links; a target's share of a short run.
 declare -A T_DIRS=([fuzz-opts]="src/util" [fuzz-qcow2-open]="src/util src/block src/nbd"
-                  [fuzz-qmp-stream]="src/util src/qmp")
-declare -A T_SHARE=([fuzz-opts]=20 [fuzz-qcow2-open]=80 [fuzz-qmp-stream]=20)
+                  [fuzz-qmp-stream]="src/util src/qmp"
+                  [fuzz-nbd-server]="src/util src/block src/nbd")
+declare -A T_SHARE=([fuzz-opts]=20 [fuzz-qcow2-open]=80 [fuzz-qmp-stream]=20
+                   [fuzz-nbd-server]=20)
 declare -A T_CORPUS=([fuzz-opts]=corpus-opts [fuzz-qcow2-open]=corpus-qcow2
-                   [fuzz-qmp-stream]=corpus-qmp)
+                   [fuzz-qmp-stream]=corpus-qmp [fuzz-nbd-server]=corpus-nbd)
 declare -A T_REGRESS=([fuzz-opts]=regress-opts [fuzz-qcow2-open]=regress-qcow2
-                    [fuzz-qmp-stream]=regress-qmp)
-TARGETS=(fuzz-opts fuzz-qcow2-open fuzz-qmp-stream)
+                    [fuzz-qmp-stream]=regress-qmp [fuzz-nbd-server]=regress-nbd)
+TARGETS=(fuzz-opts fuzz-qcow2-open fuzz-qmp-stream fuzz-nbd-server)
 
 die() { echo "fuzz.sh: $*" >&2; exit 2; }
 
