@@ -10,8 +10,9 @@ export DEBIAN_FRONTEND=noninteractive
 
 mode=${1:-build}
 build_pkgs=(make gcc meson ninja-build pkg-config zlib1g-dev libzstd-dev libjansson-dev
-            liburing-dev libcmocka-dev)
-test_pkgs=(qemu-utils nbdkit clang libclang-rt-14-dev python3 coreutils qemu-guest-agent)
+            liburing-dev libcmocka-dev libgnutls28-dev)
+test_pkgs=(qemu-utils nbdkit clang libclang-rt-14-dev python3 coreutils qemu-guest-agent
+           libnbd-bin python3-libnbd gnutls-bin fio)
 
 case $mode in
 build) want=("${build_pkgs[@]}") ;;
