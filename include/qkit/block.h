@@ -217,6 +217,19 @@ struct BlockDriver {
                            const char *name, Error **errp);
     /* Allocates *psn (caller frees); returns the count or -errno. */
     int (*snapshot_list)(BlockDriverState *bs, QkitSnapshotInfo **psn);
+    /*
+     * On a read-only node: make reads see the snapshot matching snapshot_id and/or name
+     * (either may be NULL, not both) until the node is closed; the image is not
+     * changed and the disk keeps its current size.
+     */
+    int (*snapshot_load_tmp)(BlockDriverState *bs, const char *snapshot_id,
+                             const char *name, Error **errp);
+    /*
+     * The VM state area (where savevm stores the RAM): write or read bytes at pos
+     * within it. Optional; without them the request goes to bs->file.
+     */
+    int (*save_vmstate)(BlockDriverState *bs, const void *buf, uint64_t pos, uint64_t bytes);
+    int (*load_vmstate)(BlockDriverState *bs, void *buf, uint64_t pos, uint64_t bytes);
 
     /*
      * Persistent dirty bitmaps; NULL callbacks mean the format has none. The block
@@ -381,6 +394,23 @@ int bdrv_dirty_bitmap_merge(BlockDriverState *bs, const char *name, BlockDriverS
  */
 int bdrv_dirty_bitmap_status(BlockDriverState *bs, const char *name, int64_t offset,
                              int64_t bytes, int64_t *pnum);
+
+/*
+ * Internal snapshots and the VM state area (src/block/block-snapshot.c). Errors read
+ * like QEMU's, without qemu-img's "Failed to load snapshot: " prefix.
+ */
+/*
+ * Let reads of the read-only node bs see the internal snapshot matching snapshot_id
+ * and/or name (both must match when both are given) until bs is closed.
+ */
+int bdrv_snapshot_load_tmp(BlockDriverState *bs, const char *snapshot_id, const char *name,
+                           Error **errp);
+/* bdrv_snapshot_load_tmp by ID, else by name (how `-l NAME_OR_ID` picks a snapshot). */
+int bdrv_snapshot_load_tmp_by_id_or_name(BlockDriverState *bs, const char *id_or_name,
+                                         Error **errp);
+/* Write / read bytes at pos of the VM state area; 0 or -errno (-ENOTSUP: none). */
+int bdrv_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64_t bytes);
+int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t bytes);
 
 /* Parse -t / cache= mode into BDRV_O_* flags. 0 or -EINVAL. */
 int bdrv_parse_cache_mode(const char *mode, int *flags);

@@ -11,6 +11,7 @@
  *   qcow2-snapshot.c internal snapshots              (qcow2_snapshot_*, snapshot table)
  *   qcow2-amend.c    amend                           (qcow2_amend)
  *   qcow2-bitmap.c   persistent dirty bitmaps        (qcow2_bitmaps_*, qcow2_bitmap_*)
+ *   qcow2-vmstate.c  snapshot read in place, VM state (qcow2_snapshot_load_tmp, *_vmstate)
  *
  * In memory, the L1 table and the refcount table are kept in host byte order; cached
  * L2 tables and refcount blocks are kept exactly as on disk (big endian).
@@ -590,6 +591,8 @@ int64_t qcow2_refcount_metadata_size(int64_t clusters, uint64_t cluster_size,
 int64_t qcow2_refcount_area(BlockDriverState *bs, uint64_t start_offset,
                             uint64_t additional_clusters, bool exact_size,
                             uint64_t new_refblock_index, uint64_t new_refblock_offset);
+/* Lay a v3 image without snapshots or bitmaps out empty and cut the file (make_empty). */
+int qcow2_make_completely_empty(BlockDriverState *bs);
 /* Drop refcount blocks that count nothing but themselves (after shrinking). */
 int qcow2_shrink_reftable(BlockDriverState *bs);
 /*
@@ -653,6 +656,14 @@ int qcow2_write_snapshots(BlockDriverState *bs);
  */
 int qcow2_check_read_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, int fix);
 int qcow2_check_fix_snapshot_table(BlockDriverState *bs, BdrvCheckResult *res, int fix);
+
+/* ---- qcow2-vmstate.c ---- */
+
+/* Driver callbacks: read a snapshot in place (read-only node); the VM state area. */
+int qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *snapshot_id, const char *name,
+                            Error **errp);
+int qcow2_save_vmstate(BlockDriverState *bs, const void *buf, uint64_t pos, uint64_t bytes);
+int qcow2_load_vmstate(BlockDriverState *bs, void *buf, uint64_t pos, uint64_t bytes);
 
 /* ---- qcow2-check.c ---- */
 

@@ -289,8 +289,8 @@ int qio_read_f(QioState *s, int argc, char **argv)
     }
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    /* The VM state area (-b) is not implemented by any driver here. */
-    int ret = vmstate ? -ENOTSUP : qio_do_pread(s, offset, count, buf);
+    int ret = vmstate ? bdrv_load_vmstate(s->bs, buf, offset, count)
+                      : qio_do_pread(s, offset, count, buf);
     struct timespec t = qio_time_since(&t1);
     if (ret < 0) {
         printf("read failed: %s\n", strerror(-ret));
@@ -478,8 +478,7 @@ int qio_write_f(QioState *s, int argc, char **argv)
     if (zero) {
         ret = bdrv_pwrite_zeroes(s->bs, offset, count, flags);
     } else if (vmstate) {
-        /* The VM state area (-b) is not implemented by any driver here. */
-        ret = -ENOTSUP;
+        ret = bdrv_save_vmstate(s->bs, buf, offset, count);
     } else {
         ret = qio_do_pwrite(s, offset, count, buf,
                             flags | (compressed ? BDRV_REQ_WRITE_COMPRESSED : 0));
