@@ -25,8 +25,6 @@ enum {
 };
 
 #define CONVERT_SECTOR_SIZE 512
-/* Prefix that marks -l as a snapshot.id=...,snapshot.name=... list. */
-#define SNAPSHOT_OPT_PREFIX "snapshot."
 
 /* Everything the command line says, before any image is opened. */
 typedef struct ConvertArgs {
@@ -36,10 +34,7 @@ typedef struct ConvertArgs {
     const char *src_cache;
     const char *out_baseimg;
     const char *backing_fmt;
-    const char *snapshot_name;   /* -l NAME_OR_ID */
-    char *snapshot_id;           /* -l snapshot.id=... */
-    char *snapshot_by_name;      /* -l snapshot.name=... */
-    bool snapshot_opts;          /* -l used the snapshot.* form */
+    ImgSnapshotParam snapshot;   /* -l */
     char *options;
     bool compressed, copy_range, progress, quiet, skip_create, in_order, force_share;
     bool image_opts, tgt_image_opts, salvage, target_is_zero, bitmaps, skip_broken;
@@ -125,35 +120,6 @@ static int convert_print_option_help(const char *filename, const char *fmt)
     return 0;
 }
 
-/* -l snapshot.id=X,snapshot.name=Y: keep the two values; 0 or -1 after the error. */
-static int convert_parse_snapshot_opts(ConvertArgs *a, const char *arg)
-{
-    QOpts *o = qopts_new();
-    Error *err = NULL;
-    int ret = qopts_parse(o, arg, &err);
-    for (int i = 0; ret == 0 && i < qopts_count(o); i++) {
-        const char *name = qopts_name_at(o, i);
-        if (strcmp(name, "snapshot.id") && strcmp(name, "snapshot.name")) {
-            error_setg(&err, "Invalid parameter '%s'", name);
-            ret = -EINVAL;
-        }
-    }
-    if (ret < 0) {
-        error_report_err(err);
-        error_report("Failed in parsing snapshot param '%s'", arg);
-    } else {
-        const char *id = qopts_get(o, "snapshot.id");
-        const char *nm = qopts_get(o, "snapshot.name");
-        free(a->snapshot_id);
-        free(a->snapshot_by_name);
-        a->snapshot_id = id ? strdup(id) : NULL;
-        a->snapshot_by_name = nm ? strdup(nm) : NULL;
-        a->snapshot_opts = true;
-    }
-    qopts_free(o);
-    return ret < 0 ? -1 : 0;
-}
-
 /* Parse -S: a multiple of 512 up to 16 MiB; -1 after qemu-img's message. */
 static int convert_parse_sparse(ConvertArgs *a, const char *arg)
 {
@@ -221,12 +187,8 @@ static int convert_parse_args(ConvertArgs *a, int argc, char **argv)
             }
             break;
         case 'l':
-            if (!strncmp(optarg, SNAPSHOT_OPT_PREFIX, strlen(SNAPSHOT_OPT_PREFIX))) {
-                if (convert_parse_snapshot_opts(a, optarg) < 0) {
-                    return 1;
-                }
-            } else {
-                a->snapshot_name = optarg;
+            if (img_snapshot_param_parse(&a->snapshot, optarg) < 0) {
+                return 1;
             }
             break;
         case 'S':
@@ -316,42 +278,6 @@ static int convert_check_args(const ConvertArgs *a)
         return 0;
     }
     return 1;
-}
-
-/*
- * -l: QEMU loads an internal snapshot read-only for the copy. The block layer has no
- * temporary snapshot load yet, so a snapshot that exists is refused with a clear
- * message; the "not found" and "format cannot" cases read as in qemu-img.
- */
-static int convert_load_snapshot(const ConvertArgs *a, BlockDriverState *bs)
-{
-    const char *fmt = bdrv_get_format_name(bs);
-    if (!bs->drv->snapshot_list) {
-        error_report("Failed to load snapshot: Block format '%s' used by device '' does not "
-                     "support temporarily loading internal snapshots", fmt);
-        return -1;
-    }
-    QkitSnapshotInfo *sns = NULL;
-    int n = bs->drv->snapshot_list(bs, &sns);
-    bool found = false;
-    for (int i = 0; i < n && !found; i++) {
-        if (a->snapshot_opts) {
-            found = (!a->snapshot_id || !strcmp(sns[i].id_str, a->snapshot_id)) &&
-                    (!a->snapshot_by_name || !strcmp(sns[i].name, a->snapshot_by_name)) &&
-                    (a->snapshot_id || a->snapshot_by_name);
-        } else {
-            found = !strcmp(sns[i].id_str, a->snapshot_name) ||
-                    !strcmp(sns[i].name, a->snapshot_name);
-        }
-    }
-    free(sns);
-    if (!found) {
-        error_report("Failed to load snapshot: Can't find snapshot");
-    } else {
-        error_report("Failed to load snapshot: Block format '%s' used by device '' does not "
-                     "support temporarily loading internal snapshots", fmt);
-    }
-    return -1;
 }
 
 /*
@@ -537,14 +463,13 @@ static int convert_run(ConvertArgs *a, int nsrc, char **src_names, const char *o
         total_bytes += ROUND_UP(len, CONVERT_SECTOR_SIZE);
     }
 
-    if (a->snapshot_opts || a->snapshot_name) {
-        if (!a->snapshot_opts && nsrc > 1) {
-            error_report("No support for concatenating multiple snapshot");
-            goto out;
-        }
-        if (convert_load_snapshot(a, src[0]) < 0) {
-            goto out;
-        }
+    /* -l: the source reads as the internal snapshot (qemu-img's order of checks). */
+    if (!a->snapshot.opts && a->snapshot.id_or_name && nsrc > 1) {
+        error_report("No support for concatenating multiple snapshot");
+        goto out;
+    }
+    if (img_snapshot_param_load(&a->snapshot, src[0]) < 0) {
+        goto out;
     }
 
     if (!a->skip_create) {
@@ -712,7 +637,6 @@ int img_convert(int argc, char **argv)
     ret = convert_run(&a, nsrc, argv + optind, out_filename);
 out:
     free(a.options);
-    free(a.snapshot_id);
-    free(a.snapshot_by_name);
+    img_snapshot_param_free(&a.snapshot);
     return ret;
 }

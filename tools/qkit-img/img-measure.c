@@ -50,7 +50,8 @@ int img_measure(int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { NULL, 0, NULL, 0 },
     };
-    const char *fmt = NULL, *out_fmt = "raw", *snapshot_name = NULL;
+    const char *fmt = NULL, *out_fmt = "raw";
+    ImgSnapshotParam snapshot = { 0 };
     char *options = NULL;
     bool image_opts = false, force_share = false;
     uint64_t img_size = MEASURE_SIZE_UNSET;
@@ -79,7 +80,9 @@ int img_measure(int argc, char **argv)
             }
             break;
         case 'l':
-            snapshot_name = optarg;
+            if (img_snapshot_param_parse(&snapshot, optarg) < 0) {
+                goto out;
+            }
             break;
         case 'U':
             force_share = true;
@@ -111,7 +114,7 @@ int img_measure(int argc, char **argv)
     } else if (argc - optind == 1) {
         filename = argv[optind];
     }
-    if (!filename && (image_opts || fmt || snapshot_name)) {
+    if (!filename && (image_opts || fmt || snapshot.opts || snapshot.id_or_name)) {
         error_report("--image-opts, -f, and -l require a filename argument.");
         goto out;
     }
@@ -128,9 +131,7 @@ int img_measure(int argc, char **argv)
         if (!in_bs) {
             goto out;
         }
-        if (snapshot_name) {
-            /* Reading a snapshot's content in place needs a driver hook qkit lacks. */
-            error_report("Failed to load snapshot: %s", strerror(ENOTSUP));
+        if (img_snapshot_param_load(&snapshot, in_bs) < 0) {
             goto out;
         }
     }
@@ -174,6 +175,7 @@ int img_measure(int argc, char **argv)
 out:
     qopts_free(opts);
     bdrv_unref(in_bs);
+    img_snapshot_param_free(&snapshot);
     free(options);
     return ret;
 }
