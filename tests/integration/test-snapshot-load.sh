@@ -29,8 +29,8 @@ both() {
         local cmp
         cmp=$(qemu-img compare X.q X.k 2>&1)
         t_eq "$name: qemu-img compare" "Images are identical." "$cmp"
-        t_eq "$name: same virtual size" \
-            "$(qemu-img info X.q | grep '^virtual size')" "$(qemu-img info X.k | grep '^virtual size')"
+        t_eq "$name: same virtual size" "$(qemu-img info X.q | grep '^virtual size')" \
+            "$(qemu-img info X.k | grep '^virtual size')"
     fi
 }
 
