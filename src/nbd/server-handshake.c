@@ -322,7 +322,8 @@ static int read_option(NbdClient *client, NbdOpt *o, bool *eof, Error **errp)
     o->type = be32toh(hdr.option);
     o->len = be32toh(hdr.length);
     if (o->len > NBD_MAX_BUFFER_SIZE) {
-        error_setg(errp, "len (%" PRIu32 ") is larger than max len (%u)", o->len,
+        /* The stray space is qemu-nbd's; scripts may match the message as it is. */
+        error_setg(errp, "len (%" PRIu32 " ) is larger than max len (%u)", o->len,
                    NBD_MAX_BUFFER_SIZE);
         return -EINVAL;
     }
@@ -334,7 +335,11 @@ static int read_option(NbdClient *client, NbdOpt *o, bool *eof, Error **errp)
     o->data = client->buf;
     ret = nbd_conn_read(&client->conn, o->data, o->len, NULL);
     if (ret < 0) {
-        read_error(errp, "option data", ret);
+        if (ret == -ECONNRESET) {
+            error_setg(errp, "Unexpected end-of-file before all data were read");
+        } else {
+            error_setg_errno(errp, -ret, "Failed to read option data");
+        }
         return ret;
     }
     return 0;
@@ -440,7 +445,8 @@ int nbd_negotiate(NbdClient *client, Error **errp)
     }
     cflags = be32toh(cflags);
     if (cflags & ~KNOWN_CLIENT_FLAGS) {
-        error_setg(errp, "Unknown client flags 0x%" PRIx32 " received", cflags);
+        error_setg(errp, "Unknown client flags 0x%" PRIx32 " received",
+                   cflags & ~KNOWN_CLIENT_FLAGS);
         return -EINVAL;
     }
     bool fixed = cflags & NBD_FLAG_C_FIXED_NEWSTYLE;

@@ -492,26 +492,40 @@ static size_t request_buf_size(const NbdRequest *req)
     }
 }
 
+/* Message for a connection cut in the middle of a request, as qemu-nbd words it. */
+#define INTERMEDIATE_STATE "Request handling failed in intermediate state"
+
 /*
  * The transmission phase: read a request, check it, serve it, reply; until the
- * client disconnects or the stream breaks.
+ * client disconnects or the stream breaks. Returns 0 at a clean end (DISC or EOF
+ * between requests), or -errno with errp saying why the client was cut off.
  */
-static void nbd_transmission(NbdClient *client)
+static int nbd_transmission(NbdClient *client, Error **errp)
 {
     for (;;) {
         NbdRequest req;
         bool eof = false;
         char msg[ERR_MSG_MAX];
 
-        if (nbd_conn_read(&client->conn, &req, sizeof(req), &eof) < 0) {
-            return;
+        int ret = nbd_conn_read(&client->conn, &req, sizeof(req), &eof);
+        if (ret < 0) {
+            if (eof) {
+                return 0;
+            }
+            if (ret == -ECONNRESET) {
+                error_setg(errp, "Unexpected end-of-file before all bytes were read");
+            } else {
+                error_setg_errno(errp, -ret, "Failed to read request");
+            }
+            return ret;
         }
         if (be32toh(req.magic) != NBD_REQUEST_MAGIC) {
             /* Not a request: answer it as qemu-nbd does, then hang up (out of step). */
             snprintf(msg, sizeof(msg), "invalid magic (got 0x%" PRIx32 ")",
                      be32toh(req.magic));
             nbd_send_error(client, req.cookie, EINVAL, msg);
-            return;
+            error_setg(errp, INTERMEDIATE_STATE);
+            return -EINVAL;
         }
         req.flags = be16toh(req.flags);
         req.type = be16toh(req.type);
@@ -520,32 +534,46 @@ static void nbd_transmission(NbdClient *client)
         /* req.cookie stays in wire order: it is only echoed back. */
 
         if (req.type == NBD_CMD_DISC) {
-            return;
+            return 0;
         }
         bool has_payload = req.type == NBD_CMD_WRITE;
         if ((req.type == NBD_CMD_READ || has_payload) && req.length > NBD_MAX_BUFFER_SIZE) {
             snprintf(msg, sizeof(msg), "len (%" PRIu32 ") is larger than max len (%u)",
                      req.length, NBD_MAX_BUFFER_SIZE);
-            if (nbd_send_error(client, req.cookie, EINVAL, msg) < 0 || has_payload) {
-                return;   /* a payload that size is not read: the spec allows hanging up */
+            ret = nbd_send_error(client, req.cookie, EINVAL, msg);
+            if (ret < 0 || has_payload) {
+                /* A payload that size is not read: the spec allows hanging up. */
+                error_setg(errp, INTERMEDIATE_STATE);
+                return -EINVAL;
             }
             continue;
         }
         if (nbd_client_reserve(client, request_buf_size(&req)) < 0) {
             if (has_payload || nbd_send_error(client, req.cookie, ENOMEM,
                                               "Cannot allocate the request buffer") < 0) {
-                return;   /* the payload cannot be taken: hang up */
+                error_setg(errp, INTERMEDIATE_STATE);
+                return -ENOMEM;
             }
             continue;
         }
-        if (has_payload && nbd_conn_read(&client->conn, client->buf, req.length, NULL) < 0) {
-            return;
+        if (has_payload) {
+            ret = nbd_conn_read(&client->conn, client->buf, req.length, NULL);
+            if (ret < 0) {
+                if (ret == -ECONNRESET) {
+                    error_setg(errp, "Failed to read CMD_WRITE data: Unexpected end-of-file "
+                               "before all data were read");
+                } else {
+                    error_setg_errno(errp, -ret, "Failed to read CMD_WRITE data");
+                }
+                return ret;
+            }
         }
         int err = check_request(client, &req, msg, sizeof(msg));
-        int ret = err ? nbd_send_error(client, req.cookie, err, msg)
-                      : handle_request(client, &req);
+        ret = err ? nbd_send_error(client, req.cookie, err, msg)
+                  : handle_request(client, &req);
         if (ret < 0) {
-            return;
+            error_setg_errno(errp, -ret, "Failed to send reply");
+            return ret;
         }
     }
 }
@@ -564,8 +592,10 @@ int nbd_server_serve_client(NbdServer *srv, int fd, Error **errp)
     /* Replies go out as soon as they are written (fails harmlessly on unix sockets). */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     ret = nbd_negotiate(client, errp);
-    if (ret == 1) {
-        nbd_transmission(client);
+    if (ret < 0) {
+        error_prepend(errp, "option negotiation failed: ");
+    } else if (ret == 1 && nbd_transmission(client, errp) < 0) {
+        error_prepend(errp, "Disconnect client, due to: ");
     }
     nbd_conn_close(&client->conn);
     free(client->buf);

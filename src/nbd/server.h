@@ -62,7 +62,9 @@ uint16_t nbd_export_flags(const NbdExport *exp);
  * Serve one client on the connected socket fd until it leaves; fd is closed on
  * return. Returns 1 if the client reached the transmission phase (qemu-nbd counts
  * such clients to decide when to exit), 0 if it left during the handshake, -errno
- * with errp set when the connection ended on an error.
+ * when the handshake failed. errp is set whenever the connection ended on an error,
+ * worded as qemu-nbd reports it ("option negotiation failed: ...", "Disconnect
+ * client, due to: ...").
  */
 int nbd_server_serve_client(NbdServer *srv, int fd, Error **errp);
 

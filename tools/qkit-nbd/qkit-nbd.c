@@ -425,11 +425,10 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
     return 0;
 }
 
-/* Print a client's failed handshake as qemu-nbd does; called from client threads. */
+/* Print why a client's connection failed; called from client threads. */
 static void nbd_tool_client_error(void *opaque, Error *err)
 {
-    error_report("option negotiation failed: %s", error_get_pretty(err));
-    error_free(err);
+    error_report_err(err);
 }
 
 /*
