@@ -642,7 +642,10 @@ static int nbd_tool_fork(int *ready_fd)
     exit(n == 1 ? EXIT_SUCCESS : EXIT_FAILURE);
 }
 
-/* The server is up: tell a waiting --fork parent and let go of the terminal. */
+/*
+ * The server is up: tell a waiting --fork parent. Errors still go to stderr, as
+ * qemu-nbd's do; stdin and stdout are let go so a caller's pipe sees its end.
+ */
 static void nbd_tool_ready(int ready_fd)
 {
     if (ready_fd < 0) {
@@ -652,7 +655,6 @@ static void nbd_tool_ready(int ready_fd)
     if (null >= 0) {
         dup2(null, STDIN_FILENO);
         dup2(null, STDOUT_FILENO);
-        dup2(null, STDERR_FILENO);
         close(null);
     }
     char c = 1;
