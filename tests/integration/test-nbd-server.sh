@@ -176,6 +176,21 @@ compare_err "-L with per-device options" -L -x foo
 compare_err "-d without a device" -d
 compare_err "-c with a missing device" -c /dev/nbd-missing -f raw -k "$T/e.sock" disk.raw
 
+# -L (list mode) as a client of either server prints what qemu-nbd -L prints.
+list_case() {
+    local name=$1 server=$2; shift 2
+    if ! nbd_start "$server" "$T/l.sock" -t "$@"; then
+        t_fail "$name" "$(cat "$T/server.err")"
+        return
+    fi
+    t_eq "$name" "$(qemu-nbd -L -k "$T/l.sock" 2>&1)" "$("$QKIT_NBD" -L -k "$T/l.sock" 2>&1)"
+    nbd_stop $NBD_PID
+}
+list_case "-L against qkit-nbd (-A -B -D -x)" "$QKIT_NBD" -A -B b1 -D desc -x disk -f qcow2 "$BM"
+list_case "-L against qemu-nbd (-r)" qemu-nbd -r -f raw "$RAW"
+compare_err "-L with nothing listening" -L -k "$T/nothing.sock"
+compare_err "-L with a file name" -L -k "$T/nothing.sock" disk.raw
+
 out=$("$QKIT_NBD" --help | sed "s#qkit-nbd#qemu-nbd#g")
 t_eq "--help like qemu-nbd's" "$(qemu-nbd --help)" "$out"
 

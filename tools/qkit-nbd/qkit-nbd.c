@@ -18,6 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nbd/list.h"
+#include "nbd/nbd-client.h"
+#include "nbd/nbd-proto.h"
 #include "nbd/server.h"
 #include "qkit/block.h"
 #include "qkit/cutils.h"
@@ -396,8 +399,15 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
             error_report("List mode is incompatible with per-device settings");
             return 1;
         }
-        error_report("List mode (-L) is not supported by qkit-nbd; use nbdinfo --list");
-        return 1;
+        if (argc != optind) {
+            error_report("List mode is incompatible with a file name");
+            return 1;
+        }
+        if (o->tls_creds) {
+            error_report("TLS in list mode is not supported by qkit-nbd");
+            return 1;
+        }
+        return 0;
     }
     if (argc - optind != 1) {
         return nbd_tool_bad_usage("Invalid number of arguments");
@@ -423,6 +433,60 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
         return 1;
     }
     return 0;
+}
+
+/* Names of transmission flag bits 1.. as -L prints them (bit 0 is implied). */
+static const char *const nbd_tool_flag_names[] = {
+    "readonly", "flush", "fua", "rotational", "trim", "zeroes", "df", "multi", "resize",
+    "cache", "fast-zero",
+};
+
+/* -L: connect to a server and describe its exports as qemu-nbd does. */
+static int nbd_tool_list(NbdToolOpts *o)
+{
+    Error *err = NULL;
+    NbdListExport *e = NULL;
+    int fd = o->sockpath ? nbd_client_connect_unix(o->sockpath, &err)
+                         : nbd_client_connect_inet(o->bind ? o->bind : "0.0.0.0",
+                                                   o->port ? o->port : DEFAULT_PORT, &err);
+    if (fd < 0) {
+        error_report_err(err);
+        return EXIT_FAILURE;
+    }
+    int n = nbd_list_exports(fd, &e, &err);
+    close(fd);
+    if (n < 0) {
+        error_report_err(err);
+        return EXIT_FAILURE;
+    }
+    printf("exports available: %d\n", n);
+    for (int i = 0; i < n; i++) {
+        printf(" export: '%s'\n", e[i].name);
+        if (e[i].description && *e[i].description) {
+            printf("  description: %s\n", e[i].description);
+        }
+        if (e[i].flags & NBD_FLAG_HAS_FLAGS) {
+            printf("  size:  %" PRIu64 "\n", e[i].size);
+            printf("  flags: 0x%x (", e[i].flags);
+            for (size_t b = 0; b < sizeof(nbd_tool_flag_names) / sizeof(char *); b++) {
+                if (e[i].flags & (2u << b)) {
+                    printf(" %s", nbd_tool_flag_names[b]);
+                }
+            }
+            printf(" )\n");
+        }
+        if (e[i].min_block) {
+            printf("  min block: %u\n", e[i].min_block);
+            printf("  opt block: %u\n", e[i].opt_block);
+            printf("  max block: %u\n", e[i].max_block);
+        }
+        printf("  available meta contexts: %d\n", e[i].nb_contexts);
+        for (int j = 0; j < e[i].nb_contexts; j++) {
+            printf("   %s\n", e[i].contexts[j]);
+        }
+    }
+    nbd_list_free(e, n);
+    return EXIT_SUCCESS;
 }
 
 /* Print why a client's connection failed; called from client threads. */
@@ -725,6 +789,10 @@ int main(int argc, char **argv)
     if (rc != 0 || stop) {
         nbd_objects_free(&o.objects);
         return rc;
+    }
+    if (o.list) {
+        ret = nbd_tool_list(&o);
+        goto out;
     }
     const char *name = argv[optind];
     if (o.disconnect) {

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * List mode (qemu-nbd -L): ask a server for its exports with NBD_OPT_LIST, then
+ * for each one its size, flags and block sizes (NBD_OPT_INFO) and its meta
+ * contexts (NBD_OPT_LIST_META_CONTEXT), over a plain connection.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nbd/list.h"
+#include "nbd/nbd-proto.h"
+
+/* Read one option reply header and its payload (allocated, NUL-terminated). */
+static int list_reply(int fd, uint32_t opt, uint32_t *type, uint8_t **data, uint32_t *len,
+                      Error **errp)
+{
+    NbdOptionReply rep;
+    if (nbd_read_all(fd, &rep, sizeof(rep), NULL) < 0) {
+        error_setg(errp, "Failed to read option reply");
+        return -EIO;
+    }
+    if (be64toh(rep.magic) != NBD_REP_MAGIC || be32toh(rep.option) != opt) {
+        error_setg(errp, "Unexpected option reply");
+        return -EINVAL;
+    }
+    *type = be32toh(rep.type);
+    *len = be32toh(rep.length);
+    if (*len > NBD_MAX_OPTION_SIZE) {
+        error_setg(errp, "Option reply too long");
+        return -EINVAL;
+    }
+    *data = malloc(*len + 1);
+    if (!*data) {
+        abort();
+    }
+    if (nbd_read_all(fd, *data, *len, NULL) < 0) {
+        free(*data);
+        *data = NULL;
+        error_setg(errp, "Failed to read option reply");
+        return -EIO;
+    }
+    (*data)[*len] = '\0';
+    return 0;
+}
+
+/* Send an option with its payload. */
+static int list_send(int fd, uint32_t opt, const void *data, uint32_t len, Error **errp)
+{
+    NbdOptionHeader h = {
+        .magic = htobe64(NBD_OPTS_MAGIC),
+        .option = htobe32(opt),
+        .length = htobe32(len),
+    };
+    if (nbd_write_all(fd, &h, sizeof(h)) < 0 || (len && nbd_write_all(fd, data, len) < 0)) {
+        error_setg(errp, "Failed to send option");
+        return -EIO;
+    }
+    return 0;
+}
+
+/* An error reply: its message (if any) as the error. */
+static int list_rep_error(uint32_t type, const uint8_t *msg, Error **errp)
+{
+    if (type == NBD_REP_ERR_TLS_REQD) {
+        error_setg(errp, "Server requires TLS");
+    } else if (msg && *msg) {
+        error_setg(errp, "%s", (const char *)msg);
+    } else {
+        error_setg(errp, "Server error %s", nbd_rep_name(type));
+    }
+    return -EINVAL;
+}
+
+/* NBD_OPT_INFO for one export: size, flags, block sizes. */
+static int list_info(int fd, NbdListExport *e, Error **errp)
+{
+    size_t nlen = strlen(e->name);
+    uint8_t *buf = malloc(4 + nlen + 2 + 2);
+    if (!buf) {
+        abort();
+    }
+    nbd_put_be32(buf, nlen);
+    memcpy(buf + 4, e->name, nlen);
+    nbd_put_be16(buf + 4 + nlen, 1);
+    nbd_put_be16(buf + 6 + nlen, NBD_INFO_BLOCK_SIZE);
+    int ret = list_send(fd, NBD_OPT_INFO, buf, 8 + nlen, errp);
+    free(buf);
+    while (ret == 0) {
+        uint32_t type, len;
+        uint8_t *d;
+        ret = list_reply(fd, NBD_OPT_INFO, &type, &d, &len, errp);
+        if (ret < 0) {
+            break;
+        }
+        if (type == NBD_REP_ACK) {
+            free(d);
+            break;
+        }
+        if (NBD_REP_IS_ERR(type)) {
+            ret = list_rep_error(type, d, errp);
+        } else if (type == NBD_REP_INFO && len >= 2) {
+            uint16_t info = nbd_get_be16(d);
+            if (info == NBD_INFO_EXPORT && len >= sizeof(NbdInfoExport)) {
+                e->size = nbd_get_be64(d + 2);
+                e->flags = nbd_get_be16(d + 10);
+            } else if (info == NBD_INFO_BLOCK_SIZE && len >= sizeof(NbdInfoBlockSize)) {
+                e->min_block = nbd_get_be32(d + 2);
+                e->opt_block = nbd_get_be32(d + 6);
+                e->max_block = nbd_get_be32(d + 10);
+            }
+        }
+        free(d);
+    }
+    return ret;
+}
+
+/* NBD_OPT_LIST_META_CONTEXT with no query: every context the export offers. */
+static int list_contexts(int fd, NbdListExport *e, Error **errp)
+{
+    size_t nlen = strlen(e->name);
+    uint8_t *buf = malloc(4 + nlen + 4);
+    if (!buf) {
+        abort();
+    }
+    nbd_put_be32(buf, nlen);
+    memcpy(buf + 4, e->name, nlen);
+    nbd_put_be32(buf + 4 + nlen, 0);
+    int ret = list_send(fd, NBD_OPT_LIST_META_CONTEXT, buf, 8 + nlen, errp);
+    free(buf);
+    while (ret == 0) {
+        uint32_t type, len;
+        uint8_t *d;
+        ret = list_reply(fd, NBD_OPT_LIST_META_CONTEXT, &type, &d, &len, errp);
+        if (ret < 0) {
+            break;
+        }
+        if (type == NBD_REP_ACK || NBD_REP_IS_ERR(type)) {
+            free(d);   /* a server without meta contexts simply has none to list */
+            break;
+        }
+        if (type == NBD_REP_META_CONTEXT && len > sizeof(NbdMetaContextReply)) {
+            char **v = realloc(e->contexts, (e->nb_contexts + 1) * sizeof(*v));
+            if (!v) {
+                abort();
+            }
+            e->contexts = v;
+            e->contexts[e->nb_contexts++] = strdup((char *)d + sizeof(NbdMetaContextReply));
+        }
+        free(d);
+    }
+    return ret;
+}
+
+int nbd_list_exports(int fd, NbdListExport **pexports, Error **errp)
+{
+    NbdNewstyleGreeting greet;
+    NbdListExport *v = NULL;
+    int n = 0, ret;
+    uint32_t cflags = htobe32(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+
+    *pexports = NULL;
+    if (nbd_read_all(fd, &greet, sizeof(greet), NULL) < 0 ||
+        be64toh(greet.magic) != NBD_MAGIC || be64toh(greet.opts_magic) != NBD_OPTS_MAGIC) {
+        error_setg(errp, "Server does not support the fixed newstyle handshake");
+        return -EINVAL;
+    }
+    if (nbd_write_all(fd, &cflags, sizeof(cflags)) < 0) {
+        error_setg(errp, "Failed to send client flags");
+        return -EIO;
+    }
+    ret = list_send(fd, NBD_OPT_LIST, NULL, 0, errp);
+    while (ret == 0) {
+        uint32_t type, len;
+        uint8_t *d;
+        ret = list_reply(fd, NBD_OPT_LIST, &type, &d, &len, errp);
+        if (ret < 0) {
+            break;
+        }
+        if (type == NBD_REP_ACK) {
+            free(d);
+            break;
+        }
+        if (NBD_REP_IS_ERR(type)) {
+            ret = list_rep_error(type, d, errp);
+            free(d);
+            break;
+        }
+        uint32_t nlen = len >= 4 ? nbd_get_be32(d) : 0;
+        if (type == NBD_REP_SERVER && len >= 4 && nlen <= len - 4) {
+            NbdListExport *nv = realloc(v, (n + 1) * sizeof(*nv));
+            if (!nv) {
+                abort();
+            }
+            v = nv;
+            memset(&v[n], 0, sizeof(v[n]));
+            v[n].name = strndup((char *)d + 4, nlen);
+            v[n].description = len - 4 > nlen ? strdup((char *)d + 4 + nlen) : NULL;
+            n++;
+        }
+        free(d);
+    }
+    /* Structured replies, so that the server lists its meta contexts. */
+    if (ret == 0) {
+        ret = list_send(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0, errp);
+        uint32_t type, len;
+        uint8_t *d = NULL;
+        if (ret == 0) {
+            ret = list_reply(fd, NBD_OPT_STRUCTURED_REPLY, &type, &d, &len, errp);
+            free(d);
+        }
+    }
+    for (int i = 0; i < n && ret == 0; i++) {
+        ret = list_info(fd, &v[i], errp);
+        if (ret == 0) {
+            ret = list_contexts(fd, &v[i], errp);
+        }
+    }
+    list_send(fd, NBD_OPT_ABORT, NULL, 0, NULL);
+    if (ret < 0) {
+        nbd_list_free(v, n);
+        return ret;
+    }
+    *pexports = v;
+    return n;
+}
+
+void nbd_list_free(NbdListExport *exports, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(exports[i].name);
+        free(exports[i].description);
+        for (int j = 0; j < exports[i].nb_contexts; j++) {
+            free(exports[i].contexts[j]);
+        }
+        free(exports[i].contexts);
+    }
+    free(exports);
+}
