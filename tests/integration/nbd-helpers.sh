@@ -6,6 +6,14 @@ QKIT_NBD=${QKIT_NBD:-$BUILD/tools/qkit-nbd/qkit-nbd}
 NBD_PY=${NBD_PY:-/usr/bin/python3}
 NBD_PIDS=()
 
+# True while process PID runs (a daemon that exited may linger as a zombie until
+# init reaps it; that counts as gone).
+nbd_alive() {
+    local st
+    st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "$st" != Z ]
+}
+
 # Kill every server this test started and wait until they are gone.
 nbd_stop_all() {
     local p i
@@ -13,7 +21,7 @@ nbd_stop_all() {
         kill "$p" 2>/dev/null
     done
     for p in "${NBD_PIDS[@]}"; do
-        for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        for i in $(seq 50); do nbd_alive "$p" || break; sleep 0.05; done
         kill -9 "$p" 2>/dev/null
     done
     NBD_PIDS=()
@@ -59,14 +67,14 @@ nbd_start_tcp() {
 nbd_stop() {
     local i
     kill "$1" 2>/dev/null
-    for i in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    for i in $(seq 100); do nbd_alive "$1" || return 0; sleep 0.05; done
     kill -9 "$1" 2>/dev/null
 }
 
 # nbd_wait_exit PID: true if the server exits by itself within 5 s.
 nbd_wait_exit() {
     local i
-    for i in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    for i in $(seq 100); do nbd_alive "$1" || return 0; sleep 0.05; done
     return 1
 }
 
