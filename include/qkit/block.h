@@ -288,6 +288,7 @@ struct BlockDriverState {
     char full_backing_filename[PATH_MAX]; /* backing_file resolved against filename */
     uint32_t request_alignment;   /* smallest I/O unit the driver takes (>= 1) */
     uint64_t max_transfer;        /* largest single request, 0 = no limit */
+    int supported_write_flags;    /* BDRV_REQ_FUA if the driver makes such writes durable */
     bool encrypted;
     int refcnt;
     pthread_mutex_t lock;         /* serialises drivers that are not thread_safe */

@@ -721,7 +721,12 @@ int bdrv_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes, const void 
     if (!bs->drv->pwrite) {
         return -ENOTSUP;
     }
+    /* FUA goes down to a driver that honours it; for others the core flushes after. */
     int dflags = flags & ~BDRV_REQ_FUA;
+    if ((flags & BDRV_REQ_FUA) && (bs->supported_write_flags & BDRV_REQ_FUA)) {
+        dflags |= BDRV_REQ_FUA;
+        flags &= ~BDRV_REQ_FUA;
+    }
     uint32_t align = bs->request_alignment;
     if (align <= 1 || (offset % align == 0 && bytes % align == 0)) {
         return bdrv_write_done(bs, bdrv_write_aligned(bs, offset, bytes, buf, dflags), flags);

@@ -512,6 +512,9 @@ static int nbd_open(BlockDriverState *bs, json_t *options, int flags, Error **er
         align = (s->client.size % NBD_SECTOR_SIZE || s->has_status) ? 1 : NBD_SECTOR_SIZE;
     }
     bs->request_alignment = align;
+    if (s->client.eflags & NBD_FLAG_SEND_FUA) {
+        bs->supported_write_flags = BDRV_REQ_FUA;
+    }
     bs->max_transfer = ROUND_DOWN(QKIT_MIN((uint64_t)s->client.max_block,
                                            (uint64_t)NBD_MAX_BUFFER_SIZE), align);
     nbd_set_filename(bs, &a);
