@@ -106,7 +106,12 @@ NbdExport *nbd_export_new(BlockDriverState *bs, const NbdExportOptions *opts, Er
     if (opts->multi_conn) {
         exp->flags |= NBD_FLAG_CAN_MULTI_CONN;
     }
-    exp->min_block = bs->request_alignment ? bs->request_alignment : 1;
+    /*
+     * The smallest request clients must respect. A format node takes any byte range
+     * (the block layer does read-modify-write below it), as in QEMU where only a
+     * protocol node exported bare (file with O_DIRECT) asks for alignment.
+     */
+    exp->min_block = bs->file || bs->request_alignment == 0 ? 1 : bs->request_alignment;
     exp->pref_block = exp->min_block > NBD_PREFERRED_BLOCK_SIZE ? exp->min_block
                                                                 : NBD_PREFERRED_BLOCK_SIZE;
     exp->max_block = export_max_block(bs);

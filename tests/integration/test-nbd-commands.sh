@@ -68,3 +68,4 @@ qemu-io -f raw -c 'write -P 0x11 0 1M' -c 'write -P 0x5a 1M 64k' -c 'write -P 0x
     "$T/off.raw" >/dev/null
 run_case "raw, offset" "$T/off.raw" "" -f raw -o 1048576
 run_case "qcow2, writethrough cache" "$T/src.qcow2" "" -f qcow2 --cache=writethrough
+run_case "raw, cache=none (O_DIRECT)" "$T/src.raw" "" -f raw --cache=none --discard=unmap

@@ -43,6 +43,12 @@ compare_info() {
 compare_info "nbdinfo --json raw rw" "-f raw $RAW" "--json"
 compare_info "nbdinfo --json raw ro" "-r -f raw $RAW" "--json"
 compare_info "nbdinfo --json qcow2 -e 3" "-e 3 -f qcow2 $TOP" "--json"
+compare_info "nbdinfo --json with --cache=none (O_DIRECT block sizes)" \
+    "--cache=none -f raw $RAW" "--json"
+compare_info "nbdinfo --json with -n --aio=native, qcow2" \
+    "-n --aio=native -f qcow2 $TOP" "--json"
+compare_info "nbdinfo --json, bare file protocol with O_DIRECT" \
+    "--image-opts driver=file,filename=$RAW,cache.direct=on" "--json"
 compare_info "nbdinfo --list with name and description" \
     "-x disk -D the_disk -f raw $RAW" "--list"
 compare_info "nbdinfo --list --json -A" "-A -x disk -f qcow2 $TOP" "--list --json"
