@@ -129,6 +129,17 @@ if nbd_start_tcp "$QKIT_NBD" -f raw "$T/rw.raw"; then
     t_ok "converted image matches" qemu-img compare "$T/conv.qcow2" "$T/rw.raw"
 fi
 
+# -s: writes go to a temporary overlay; the image itself is left alone.
+sum_before=$(file_sum "$TOP")
+if nbd_start "$QKIT_NBD" "$T/s.sock" -t -s -f qcow2 "$TOP"; then
+    out=$(qemu-io -f raw -c 'write -P 0xee 0 64k' -c 'read -P 0xee 0 64k' \
+          "$(nbd_uri "$T/s.sock")" 2>&1 | filter_io)
+    t_eq "-s: writes land in the overlay" "wrote 65536/65536 bytes at offset 0
+read 65536/65536 bytes at offset 0" "$out"
+    nbd_stop $NBD_PID
+    t_eq "-s: the image is unchanged" "$sum_before" "$(file_sum "$TOP")"
+fi
+
 # -e 2: two clients at once; -t: the server stays after they leave.
 if nbd_start "$QKIT_NBD" "$T/k.sock" -e 2 -t -r -f raw "$RAW"; then
     URI2=$(nbd_uri "$T/k.sock") nbd_sh -u "$(nbd_uri "$T/k.sock")" -c '
@@ -180,6 +191,7 @@ compare_err "-l on raw" -l foo -f raw -k "$T/e.sock" disk.raw
 compare_err "-l unknown snapshot" -l foo -f qcow2 -k "$T/e.sock" top.qcow2
 compare_err "-L with per-device options" -L -x foo
 compare_err "-d without a device" -d
+compare_err "-d with a missing device" -d /dev/nbd-missing
 compare_err "-c with a missing device" -c /dev/nbd-missing -f raw -k "$T/e.sock" disk.raw
 
 # -L (list mode) as a client of either server prints what qemu-nbd -L prints.
