@@ -425,6 +425,12 @@ static const QOptDesc *opt_find_desc(const QOptDesc *const *tables, const char *
     return NULL;
 }
 
+/* Does any of the option tables describe name (create/convert: backing_file etc.)? */
+bool img_opts_have(const QOptDesc *const *tables, const char *name)
+{
+    return opt_find_desc(tables, name) != NULL;
+}
+
 /* Parse and check an -o list as qemu-img's option parser does. */
 int img_parse_qopts(QOpts *o, const char *str, const QOptDesc *const *tables, Error **errp)
 {
@@ -524,6 +530,55 @@ void img_print_opts_help(const QOptDesc *const *tables, bool (*filter)(const QOp
         }
     }
     free(list);
+}
+
+/*
+ * Without a filename, -o help lists the format's own options: entries a format
+ * repeats verbatim from the file protocol (other than size) belong to the protocol.
+ */
+static bool create_help_is_format_opt(const QOptDesc *d)
+{
+    if (!strcmp(d->name, "size")) {
+        return true;
+    }
+    for (const QOptDesc *p = bdrv_file.create_opts; p && p->name; p++) {
+        if (!strcmp(p->name, d->name) && p->help && d->help && !strcmp(p->help, d->help)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* -o help of create and convert: fmt's options (and the protocol's, given a filename). */
+int img_print_create_opts_help(const char *filename, const char *fmt)
+{
+    const BlockDriver *drv = bdrv_find_format(fmt);
+    if (!drv) {
+        error_report("Unknown file format '%s'", fmt);
+        return 1;
+    }
+    if (!drv->create_opts) {
+        error_report("Format driver '%s' does not support image creation", fmt);
+        return 1;
+    }
+    const QOptDesc *tables[3] = { drv->create_opts, NULL, NULL };
+    if (filename) {
+        const BlockDriver *proto = bdrv_find_protocol(filename);
+        if (!proto->create_opts) {
+            error_report("Protocol '%s' does not support image creation", proto->format_name);
+            return 1;
+        }
+        tables[1] = proto->create_opts;
+        printf("Supported options:\n");
+        img_print_opts_help(tables, NULL);
+    } else {
+        printf("Supported %s options:\n", fmt);
+        img_print_opts_help(tables, create_help_is_format_opt);
+        printf("\n"
+               "The protocol level may support further options.\n"
+               "Specify the target filename to include those options.\n");
+    }
+    return 0;
 }
 
 /* ---- JSON dumps in QDict order ---- */

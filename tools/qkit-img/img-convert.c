@@ -61,65 +61,6 @@ static bool convert_can_compress(const BlockDriver *drv)
     return false;
 }
 
-/* True if name is described in the NULL-terminated list of tables. */
-static bool convert_opts_have(const QOptDesc *const *tables, const char *name)
-{
-    for (int t = 0; tables[t]; t++) {
-        for (const QOptDesc *d = tables[t]; d->name; d++) {
-            if (!strcmp(d->name, name)) {
-                return true;
-            }
-        }
-    }
-    return false;
-}
-
-/* Without a filename, -o help shows the format's options, not the protocol's copies. */
-static bool convert_help_is_format_opt(const QOptDesc *d)
-{
-    if (!strcmp(d->name, "size")) {
-        return true;
-    }
-    for (const QOptDesc *p = bdrv_file.create_opts; p && p->name; p++) {
-        if (!strcmp(p->name, d->name) && p->help && d->help && !strcmp(p->help, d->help)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* -o help: the create options of fmt (and of the target's protocol, given a name). */
-static int convert_print_option_help(const char *filename, const char *fmt)
-{
-    const BlockDriver *drv = bdrv_find_format(fmt);
-    if (!drv) {
-        error_report("Unknown file format '%s'", fmt);
-        return 1;
-    }
-    if (!drv->create_opts) {
-        error_report("Format driver '%s' does not support image creation", fmt);
-        return 1;
-    }
-    const QOptDesc *tables[3] = { drv->create_opts, NULL, NULL };
-    if (filename) {
-        const BlockDriver *proto = bdrv_find_protocol(filename);
-        if (!proto->create_opts) {
-            error_report("Protocol '%s' does not support image creation", proto->format_name);
-            return 1;
-        }
-        tables[1] = proto->create_opts;
-        printf("Supported options:\n");
-        img_print_opts_help(tables, NULL);
-    } else {
-        printf("Supported %s options:\n", fmt);
-        img_print_opts_help(tables, convert_help_is_format_opt);
-        printf("\n"
-               "The protocol level may support further options.\n"
-               "Specify the target filename to include those options.\n");
-    }
-    return 0;
-}
-
 /* Parse -S: a multiple of 512 up to 16 MiB; -1 after qemu-img's message. */
 static int convert_parse_sparse(ConvertArgs *a, const char *arg)
 {
@@ -364,14 +305,14 @@ static QOpts *convert_create_opts(const ConvertArgs *a, const BlockDriver *drv,
     snprintf(num, sizeof(num), "%" PRId64, total_bytes);
     qopts_set(opts, "size", num);
     if (a->out_baseimg) {
-        if (!convert_opts_have(tables, "backing_file")) {
+        if (!img_opts_have(tables, "backing_file")) {
             error_report("Backing file not supported for file format '%s'", a->out_fmt);
             goto fail;
         }
         qopts_set(opts, "backing_file", a->out_baseimg);
     }
     if (a->backing_fmt) {
-        if (!convert_opts_have(tables, "backing_fmt")) {
+        if (!img_opts_have(tables, "backing_fmt")) {
             error_report("Backing file format not supported for file format '%s'",
                          a->out_fmt);
             goto fail;
@@ -622,7 +563,7 @@ int img_convert(int argc, char **argv)
     const char *out_filename = nsrc >= 1 ? argv[argc - 1] : NULL;
     if (a.options && img_has_help_option(a.options)) {
         if (a.out_fmt) {
-            ret = convert_print_option_help(out_filename, a.out_fmt);
+            ret = img_print_create_opts_help(out_filename, a.out_fmt);
         } else {
             error_report("Option help requires a format be specified");
             ret = 1;

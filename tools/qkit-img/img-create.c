@@ -63,68 +63,6 @@ static const CreatePrintOrder create_print_orders[] = {
     { NULL, NULL },
 };
 
-/* True if name is described in the NULL-terminated list of tables. */
-static bool opts_have(const QOptDesc *const *tables, const char *name)
-{
-    for (int t = 0; tables[t]; t++) {
-        for (const QOptDesc *d = tables[t]; d->name; d++) {
-            if (!strcmp(d->name, name)) {
-                return true;
-            }
-        }
-    }
-    return false;
-}
-
-/*
- * Without a filename, -o help lists the format's own options: entries a format
- * repeats verbatim from the file protocol (other than size) belong to the protocol.
- */
-static bool create_help_is_format_opt(const QOptDesc *d)
-{
-    if (!strcmp(d->name, "size")) {
-        return true;
-    }
-    for (const QOptDesc *p = bdrv_file.create_opts; p && p->name; p++) {
-        if (!strcmp(p->name, d->name) && p->help && d->help && !strcmp(p->help, d->help)) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* -o help: list the create options of fmt (and of the protocol when filename is given). */
-static int create_print_help(const char *filename, const char *fmt)
-{
-    const BlockDriver *drv = bdrv_find_format(fmt);
-    if (!drv) {
-        error_report("Unknown file format '%s'", fmt);
-        return 1;
-    }
-    if (!drv->create_opts) {
-        error_report("Format driver '%s' does not support image creation", fmt);
-        return 1;
-    }
-    const QOptDesc *tables[3] = { drv->create_opts, NULL, NULL };
-    if (filename) {
-        const BlockDriver *proto = bdrv_find_protocol(filename);
-        if (!proto->create_opts) {
-            error_report("Protocol '%s' does not support image creation", proto->format_name);
-            return 1;
-        }
-        tables[1] = proto->create_opts;
-        printf("Supported options:\n");
-        img_print_opts_help(tables, NULL);
-    } else {
-        printf("Supported %s options:\n", fmt);
-        img_print_opts_help(tables, create_help_is_format_opt);
-        printf("\n"
-               "The protocol level may support further options.\n"
-               "Specify the target filename to include those options.\n");
-    }
-    return 0;
-}
-
 /* Print one " name=value" of the Formatting line: the value given, else the default. */
 static void create_print_one(const QOpts *opts, const char *name, const char *def)
 {
@@ -148,7 +86,7 @@ static void create_print_formatting(const char *filename, const char *fmt, const
     }
     printf("Formatting '%s', fmt=%s", filename, fmt);
     for (const CreatePrintOpt *p = order; p && p->name; p++) {
-        create_print_one(opts, p->name, opts_have(tables, p->name) ? p->shown_default : NULL);
+        create_print_one(opts, p->name, img_opts_have(tables, p->name) ? p->shown_default : NULL);
     }
     /* Whatever the order table does not know comes in table order. */
     for (int t = 0; tables[t]; t++) {
@@ -245,14 +183,14 @@ static void create_image(const char *filename, const char *fmt, const char *base
         goto out;
     }
     if (base_filename) {
-        if (!opts_have(tables, "backing_file")) {
+        if (!img_opts_have(tables, "backing_file")) {
             error_setg(errp, "Backing file not supported for file format '%s'", fmt);
             goto out;
         }
         qopts_set(opts, "backing_file", base_filename);
     }
     if (base_fmt) {
-        if (!opts_have(tables, "backing_fmt")) {
+        if (!img_opts_have(tables, "backing_fmt")) {
             error_setg(errp, "Backing file format not supported for file format '%s'", fmt);
             goto out;
         }
@@ -301,7 +239,7 @@ static void create_image(const char *filename, const char *fmt, const char *base
         error_free(err);
         err = NULL;
         error_setg(errp, "The image size is too large for file format '%s'%s", fmt,
-                   opts_have(tables, "cluster_size") ? " (try using a larger cluster size)"
+                   img_opts_have(tables, "cluster_size") ? " (try using a larger cluster size)"
                                                      : "");
     } else if (ret < 0) {
         if (!err) {
@@ -361,7 +299,7 @@ int img_create(int argc, char **argv)
     }
     const char *filename = optind < argc ? argv[optind] : NULL;
     if (options && img_has_help_option(options)) {
-        ret = create_print_help(filename, fmt);
+        ret = img_print_create_opts_help(filename, fmt);
         goto out;
     }
     if (optind >= argc) {

@@ -68,6 +68,13 @@ bool img_has_help_option(const char *options);
  * each value against its type, as qemu-img does; sizes and numbers become decimal.
  */
 int img_parse_qopts(QOpts *o, const char *str, const QOptDesc *const *tables, Error **errp);
+/* True if one of the NULL-terminated option tables describes name. */
+bool img_opts_have(const QOptDesc *const *tables, const char *name);
+/*
+ * -o help of create and convert: "Supported options:" of fmt and filename's protocol,
+ * or of fmt alone without a filename; 1 after the error message, else 0.
+ */
+int img_print_create_opts_help(const char *filename, const char *fmt);
 /* Print "  name=<type>   - help" lines, merged (first table wins) and sorted. */
 void img_print_opts_help(const QOptDesc *const *tables, bool (*filter)(const QOptDesc *d));
 /* JSON text laid out as QEMU's pretty printer (key order of its QDict); caller frees. */
