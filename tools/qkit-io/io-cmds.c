@@ -203,6 +203,111 @@ static bool qio_check_vmstate_alignment(int64_t offset, int64_t count)
     return true;
 }
 
+/*
+ * The options read, readv and aio_read share (-C, -P, -q, -v), called for each option
+ * getopt returns: 1 if it was one of them, 0 if not, -EINVAL after a bad pattern.
+ */
+static int qio_read_check_option(QioReadCheck *rc, int c, const char *arg)
+{
+    switch (c) {
+    case 'C':
+        rc->csv = true;
+        return 1;
+    case 'P':
+        rc->pflag = true;
+        rc->pattern = qio_parse_pattern(arg);
+        return rc->pattern < 0 ? -EINVAL : 1;
+    case 'q':
+        rc->quiet = true;
+        return 1;
+    case 'v':
+        rc->verbose = true;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* What the write commands were asked for by -C, -f, -n, -P, -q, -u and -z. */
+typedef struct QioWriteOpts {
+    bool csv, quiet, pflag, zero;
+    int flags;   /* BDRV_REQ_* */
+    int pattern;
+} QioWriteOpts;
+
+/*
+ * The options write, writev and aio_write share, called for each option getopt
+ * returns: 1 if it was one of them, 0 if not, -EINVAL after a bad pattern.
+ */
+static int qio_write_option(QioWriteOpts *w, int c, const char *arg)
+{
+    switch (c) {
+    case 'C':
+        w->csv = true;
+        return 1;
+    case 'f':
+        w->flags |= BDRV_REQ_FUA;
+        return 1;
+    case 'n':
+        w->flags |= BDRV_REQ_NO_FALLBACK;
+        return 1;
+    case 'P':
+        w->pflag = true;
+        w->pattern = qio_parse_pattern(arg);
+        return w->pattern < 0 ? -EINVAL : 1;
+    case 'q':
+        w->quiet = true;
+        return 1;
+    case 'u':
+        w->flags |= BDRV_REQ_MAY_UNMAP;
+        return 1;
+    case 'z':
+        w->zero = true;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The "off len" operands of read and discard, after the options: prints the usage or
+ * the parse error and returns it (-errno), else 0.
+ */
+static int qio_parse_offset_length(const QioCmd *cmd, int argc, char **argv, int64_t *offset,
+                                   int64_t *bytes)
+{
+    if (optind != argc - 2) {
+        qio_command_usage(cmd);
+        return -EINVAL;
+    }
+    *offset = qio_parse_offset(argv[optind]);
+    if (*offset < 0) {
+        return -EINVAL;
+    }
+    *bytes = qio_parse_length(argv[optind + 1]);
+    if (*bytes < 0) {
+        return (int)*bytes;
+    }
+    return 0;
+}
+
+/*
+ * The "off len [len...]" operands of the vectored commands (args[0] is off): prints
+ * the parse error and returns -EINVAL, else 0 with the summed lengths in *total.
+ */
+static int qio_parse_offset_lengths(char **args, int n, int64_t *offset, int64_t *total)
+{
+    *offset = qio_parse_offset(args[0]);
+    if (*offset < 0) {
+        return -EINVAL;
+    }
+    *total = qio_sum_lengths(args + 1, n - 1);
+    if (*total < 0) {
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* "read [-bCqv] [-P pattern [-s off] [-l len]] off len": one read, verified and dumped. */
 int qio_read_f(QioState *s, int argc, char **argv)
 {
@@ -211,12 +316,15 @@ int qio_read_f(QioState *s, int argc, char **argv)
     int c;
 
     while ((c = getopt(argc, argv, "bCl:pP:qs:v")) != -1) {
+        int r = qio_read_check_option(&rc, c, optarg);
+        if (r < 0) {
+            return r;
+        } else if (r > 0) {
+            continue;
+        }
         switch (c) {
         case 'b':
             vmstate = true;
-            break;
-        case 'C':
-            rc.csv = true;
             break;
         case 'l':
             lflag = true;
@@ -229,16 +337,6 @@ int qio_read_f(QioState *s, int argc, char **argv)
         case 'p':
             /* Ignored for backwards compatibility, as in qemu-io. */
             break;
-        case 'P':
-            rc.pflag = true;
-            rc.pattern = qio_parse_pattern(optarg);
-            if (rc.pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        case 'q':
-            rc.quiet = true;
-            break;
         case 's':
             sflag = true;
             rc.pattern_offset = qio_cvtnum(optarg);
@@ -247,25 +345,15 @@ int qio_read_f(QioState *s, int argc, char **argv)
                 return (int)rc.pattern_offset;
             }
             break;
-        case 'v':
-            rc.verbose = true;
-            break;
         default:
             qio_command_usage(&qio_cmd_read);
             return -EINVAL;
         }
     }
-    if (optind != argc - 2) {
-        qio_command_usage(&qio_cmd_read);
-        return -EINVAL;
-    }
-    int64_t offset = qio_parse_offset(argv[optind]);
-    if (offset < 0) {
-        return -EINVAL;
-    }
-    int64_t count = qio_parse_length(argv[optind + 1]);
-    if (count < 0) {
-        return (int)count;
+    int64_t offset, count;
+    int err = qio_parse_offset_length(&qio_cmd_read, argc, argv, &offset, &count);
+    if (err < 0) {
+        return err;
     }
     if (!rc.pflag && (lflag || sflag)) {
         qio_command_usage(&qio_cmd_read);
@@ -309,23 +397,13 @@ int qio_readv_f(QioState *s, int argc, char **argv)
     int c;
 
     while ((c = getopt(argc, argv, "CP:qv")) != -1) {
+        int r = qio_read_check_option(&rc, c, optarg);
+        if (r < 0) {
+            return r;
+        } else if (r > 0) {
+            continue;
+        }
         switch (c) {
-        case 'C':
-            rc.csv = true;
-            break;
-        case 'P':
-            rc.pflag = true;
-            rc.pattern = qio_parse_pattern(optarg);
-            if (rc.pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        case 'q':
-            rc.quiet = true;
-            break;
-        case 'v':
-            rc.verbose = true;
-            break;
         default:
             qio_command_usage(&qio_cmd_readv);
             return -EINVAL;
@@ -335,12 +413,8 @@ int qio_readv_f(QioState *s, int argc, char **argv)
         qio_command_usage(&qio_cmd_readv);
         return -EINVAL;
     }
-    int64_t offset = qio_parse_offset(argv[optind]);
-    if (offset < 0) {
-        return -EINVAL;
-    }
-    int64_t total = qio_sum_lengths(argv + optind + 1, argc - optind - 1);
-    if (total < 0) {
+    int64_t offset, total;
+    if (qio_parse_offset_lengths(argv + optind, argc - optind, &offset, &total) < 0) {
         return -EINVAL;
     }
     uint8_t *buf = qio_alloc_buffer(total, 0xab);
@@ -366,14 +440,18 @@ out:
 /* "write": pattern, file contents (-s), zeroes (-z) or compressed data (-c). */
 int qio_write_f(QioState *s, int argc, char **argv)
 {
-    bool csv = false, quiet = false, vmstate = false, compressed = false, zero = false;
-    bool pflag = false, sflag = false;
-    int flags = 0;
-    int pattern = QIO_DEFAULT_WRITE_PATTERN;
+    QioWriteOpts w = { .pattern = QIO_DEFAULT_WRITE_PATTERN };
+    bool vmstate = false, compressed = false, sflag = false;
     const char *source = NULL;
     int c;
 
     while ((c = getopt(argc, argv, "bcCfnpP:qs:uz")) != -1) {
+        int r = qio_write_option(&w, c, optarg);
+        if (r < 0) {
+            return r;
+        } else if (r > 0) {
+            continue;
+        }
         switch (c) {
         case 'b':
             vmstate = true;
@@ -381,37 +459,12 @@ int qio_write_f(QioState *s, int argc, char **argv)
         case 'c':
             compressed = true;
             break;
-        case 'C':
-            csv = true;
-            break;
-        case 'f':
-            flags |= BDRV_REQ_FUA;
-            break;
-        case 'n':
-            flags |= BDRV_REQ_NO_FALLBACK;
-            break;
         case 'p':
             /* Ignored for backwards compatibility, as in qemu-io. */
-            break;
-        case 'P':
-            pflag = true;
-            pattern = qio_parse_pattern(optarg);
-            if (pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        case 'q':
-            quiet = true;
             break;
         case 's':
             sflag = true;
             source = optarg;
-            break;
-        case 'u':
-            flags |= BDRV_REQ_MAY_UNMAP;
-            break;
-        case 'z':
-            zero = true;
             break;
         default:
             qio_command_usage(&qio_cmd_write);
@@ -422,23 +475,23 @@ int qio_write_f(QioState *s, int argc, char **argv)
         qio_command_usage(&qio_cmd_write);
         return -EINVAL;
     }
-    if (vmstate && zero) {
+    if (vmstate && w.zero) {
         printf("-b and -z cannot be specified at the same time\n");
         return -EINVAL;
     }
-    if ((flags & BDRV_REQ_FUA) && (vmstate || compressed)) {
+    if ((w.flags & BDRV_REQ_FUA) && (vmstate || compressed)) {
         printf("-f and -b or -c cannot be specified at the same time\n");
         return -EINVAL;
     }
-    if ((flags & BDRV_REQ_NO_FALLBACK) && !zero) {
+    if ((w.flags & BDRV_REQ_NO_FALLBACK) && !w.zero) {
         printf("-n requires -z to be specified\n");
         return -EINVAL;
     }
-    if ((flags & BDRV_REQ_MAY_UNMAP) && !zero) {
+    if ((w.flags & BDRV_REQ_MAY_UNMAP) && !w.zero) {
         printf("-u requires -z to be specified\n");
         return -EINVAL;
     }
-    if (zero + pflag + sflag > 1) {
+    if (w.zero + w.pflag + sflag > 1) {
         printf("Only one of -z, -P, and -s can be specified at the same time\n");
         return -EINVAL;
     }
@@ -451,7 +504,7 @@ int qio_write_f(QioState *s, int argc, char **argv)
         qio_print_cvtnum_err(count, argv[optind + 1]);
         return (int)count;
     }
-    if (count > QIO_MAX_REQUEST_BYTES && !(flags & BDRV_REQ_NO_FALLBACK)) {
+    if (count > QIO_MAX_REQUEST_BYTES && !(w.flags & BDRV_REQ_NO_FALLBACK)) {
         printf("length cannot exceed %lld without -n, given %s\n",
                (long long)QIO_MAX_REQUEST_BYTES, argv[optind + 1]);
         return -EINVAL;
@@ -461,8 +514,8 @@ int qio_write_f(QioState *s, int argc, char **argv)
     }
 
     uint8_t *buf = NULL;
-    if (!zero) {
-        buf = qio_alloc_buffer(count, pattern);
+    if (!w.zero) {
+        buf = qio_alloc_buffer(count, w.pattern);
         if (!buf) {
             printf("write failed: %s\n", strerror(ENOMEM));
             return -ENOMEM;
@@ -475,21 +528,21 @@ int qio_write_f(QioState *s, int argc, char **argv)
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     int ret;
-    if (zero) {
-        ret = bdrv_pwrite_zeroes(s->bs, offset, count, flags);
+    if (w.zero) {
+        ret = bdrv_pwrite_zeroes(s->bs, offset, count, w.flags);
     } else if (vmstate) {
         ret = bdrv_save_vmstate(s->bs, buf, offset, count);
     } else {
         ret = qio_do_pwrite(s, offset, count, buf,
-                            flags | (compressed ? BDRV_REQ_WRITE_COMPRESSED : 0));
+                            w.flags | (compressed ? BDRV_REQ_WRITE_COMPRESSED : 0));
     }
     struct timespec t = qio_time_since(&t1);
     if (ret < 0) {
         printf("write failed: %s\n", strerror(-ret));
         goto out;
     }
-    if (!quiet) {
-        qio_print_report(stdout, "wrote", &t, offset, count, count, 1, csv);
+    if (!w.quiet) {
+        qio_print_report(stdout, "wrote", &t, offset, count, count, 1, w.csv);
     }
 out:
     free(buf);
@@ -499,29 +552,14 @@ out:
 /* "writev": a write of several pattern-filled lengths as one request. */
 int qio_writev_f(QioState *s, int argc, char **argv)
 {
-    bool csv = false, quiet = false;
-    int flags = 0;
-    int pattern = QIO_DEFAULT_WRITE_PATTERN;
+    QioWriteOpts w = { .pattern = QIO_DEFAULT_WRITE_PATTERN };
     int c;
 
     while ((c = getopt(argc, argv, "CfqP:")) != -1) {
-        switch (c) {
-        case 'C':
-            csv = true;
-            break;
-        case 'f':
-            flags |= BDRV_REQ_FUA;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'P':
-            pattern = qio_parse_pattern(optarg);
-            if (pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        default:
+        int r = qio_write_option(&w, c, optarg);
+        if (r < 0) {
+            return r;
+        } else if (r == 0) {
             qio_command_usage(&qio_cmd_writev);
             return -EINVAL;
         }
@@ -530,27 +568,23 @@ int qio_writev_f(QioState *s, int argc, char **argv)
         qio_command_usage(&qio_cmd_writev);
         return -EINVAL;
     }
-    int64_t offset = qio_parse_offset(argv[optind]);
-    if (offset < 0) {
+    int64_t offset, total;
+    if (qio_parse_offset_lengths(argv + optind, argc - optind, &offset, &total) < 0) {
         return -EINVAL;
     }
-    int64_t total = qio_sum_lengths(argv + optind + 1, argc - optind - 1);
-    if (total < 0) {
-        return -EINVAL;
-    }
-    uint8_t *buf = qio_alloc_buffer(total, pattern);
+    uint8_t *buf = qio_alloc_buffer(total, w.pattern);
     if (!buf) {
         printf("writev failed: %s\n", strerror(ENOMEM));
         return -ENOMEM;
     }
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    int ret = qio_do_pwrite(s, offset, total, buf, flags);
+    int ret = qio_do_pwrite(s, offset, total, buf, w.flags);
     struct timespec t = qio_time_since(&t1);
     if (ret < 0) {
         printf("writev failed: %s\n", strerror(-ret));
-    } else if (!quiet) {
-        qio_print_report(stdout, "wrote", &t, offset, total, total, 1, csv);
+    } else if (!w.quiet) {
+        qio_print_report(stdout, "wrote", &t, offset, total, total, 1, w.csv);
     }
     free(buf);
     return ret;
@@ -580,25 +614,15 @@ int qio_aio_read_f(QioState *s, int argc, char **argv)
     int c;
 
     while ((c = getopt(argc, argv, "CP:iqv")) != -1) {
+        int r = qio_read_check_option(&rc, c, optarg);
+        if (r < 0) {
+            return r;
+        } else if (r > 0) {
+            continue;
+        }
         switch (c) {
-        case 'C':
-            rc.csv = true;
-            break;
-        case 'P':
-            rc.pflag = true;
-            rc.pattern = qio_parse_pattern(optarg);
-            if (rc.pattern < 0) {
-                return -EINVAL;
-            }
-            break;
         case 'i':
             invalid = true;
-            break;
-        case 'q':
-            rc.quiet = true;
-            break;
-        case 'v':
-            rc.verbose = true;
             break;
         default:
             qio_command_usage(&qio_cmd_aio_read);
@@ -613,12 +637,8 @@ int qio_aio_read_f(QioState *s, int argc, char **argv)
         printf("injecting invalid read request\n");
         return 0;
     }
-    int64_t offset = qio_parse_offset(argv[optind]);
-    if (offset < 0) {
-        return -EINVAL;
-    }
-    int64_t total = qio_sum_lengths(argv + optind + 1, argc - optind - 1);
-    if (total < 0) {
+    int64_t offset, total;
+    if (qio_parse_offset_lengths(argv + optind, argc - optind, &offset, &total) < 0) {
         return -EINVAL;
     }
     uint8_t *buf = qio_alloc_buffer(total, 0xab);
@@ -651,36 +671,20 @@ int qio_aio_read_f(QioState *s, int argc, char **argv)
 /* "aio_write": a write (or -z zeroes) whose output is held until aio_flush. */
 int qio_aio_write_f(QioState *s, int argc, char **argv)
 {
-    bool csv = false, quiet = false, invalid = false, zero = false;
-    int flags = 0;
-    int pattern = QIO_DEFAULT_WRITE_PATTERN;
+    QioWriteOpts w = { .pattern = QIO_DEFAULT_WRITE_PATTERN };
+    bool invalid = false;
     int c;
 
     while ((c = getopt(argc, argv, "CfiqP:uz")) != -1) {
+        int r = qio_write_option(&w, c, optarg);
+        if (r < 0) {
+            return r;
+        } else if (r > 0) {
+            continue;
+        }
         switch (c) {
-        case 'C':
-            csv = true;
-            break;
-        case 'f':
-            flags |= BDRV_REQ_FUA;
-            break;
         case 'i':
             invalid = true;
-            break;
-        case 'q':
-            quiet = true;
-            break;
-        case 'P':
-            pattern = qio_parse_pattern(optarg);
-            if (pattern < 0) {
-                return -EINVAL;
-            }
-            break;
-        case 'u':
-            flags |= BDRV_REQ_MAY_UNMAP;
-            break;
-        case 'z':
-            zero = true;
             break;
         default:
             qio_command_usage(&qio_cmd_aio_write);
@@ -695,34 +699,33 @@ int qio_aio_write_f(QioState *s, int argc, char **argv)
         printf("injecting invalid write request\n");
         return 0;
     }
-    if (zero && optind != argc - 2) {
+    if (w.zero && optind != argc - 2) {
         printf("-z supports only a single length parameter\n");
         return -EINVAL;
     }
-    if ((flags & BDRV_REQ_MAY_UNMAP) && !zero) {
+    if ((w.flags & BDRV_REQ_MAY_UNMAP) && !w.zero) {
         printf("-u requires -z to be specified\n");
         return -EINVAL;
     }
-    int64_t offset = qio_parse_offset(argv[optind]);
-    if (offset < 0) {
-        return -EINVAL;
-    }
-    int64_t total;
-    if (zero) {
+    int64_t offset, total;
+    if (!w.zero) {
+        if (qio_parse_offset_lengths(argv + optind, argc - optind, &offset, &total) < 0) {
+            return -EINVAL;
+        }
+    } else {
+        offset = qio_parse_offset(argv[optind]);
+        if (offset < 0) {
+            return -EINVAL;
+        }
         total = qio_cvtnum(argv[optind + 1]);
         if (total < 0) {
             qio_print_cvtnum_err(total, argv[optind + 1]);
             return -EINVAL;
         }
-    } else {
-        total = qio_sum_lengths(argv + optind + 1, argc - optind - 1);
-        if (total < 0) {
-            return -EINVAL;
-        }
     }
     uint8_t *buf = NULL;
-    if (!zero) {
-        buf = qio_alloc_buffer(total, pattern);
+    if (!w.zero) {
+        buf = qio_alloc_buffer(total, w.pattern);
         if (!buf) {
             return -ENOMEM;
         }
@@ -735,13 +738,13 @@ int qio_aio_write_f(QioState *s, int argc, char **argv)
     }
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    int ret = zero ? bdrv_pwrite_zeroes(s->bs, offset, total, flags)
-                   : qio_do_pwrite(s, offset, total, buf, flags);
+    int ret = w.zero ? bdrv_pwrite_zeroes(s->bs, offset, total, w.flags)
+                     : qio_do_pwrite(s, offset, total, buf, w.flags);
     struct timespec t = qio_time_since(&t1);
     if (ret < 0) {
         fprintf(out, "aio_write failed: %s\n", strerror(-ret));
-    } else if (!quiet) {
-        qio_print_report(out, "wrote", &t, offset, total, total, 1, csv);
+    } else if (!w.quiet) {
+        qio_print_report(out, "wrote", &t, offset, total, total, 1, w.csv);
     }
     fclose(out);
     qio_defer_output(s, text, len);
@@ -768,17 +771,10 @@ int qio_discard_f(QioState *s, int argc, char **argv)
             return -EINVAL;
         }
     }
-    if (optind != argc - 2) {
-        qio_command_usage(&qio_cmd_discard);
-        return -EINVAL;
-    }
-    int64_t offset = qio_parse_offset(argv[optind]);
-    if (offset < 0) {
-        return -EINVAL;
-    }
-    int64_t bytes = qio_parse_length(argv[optind + 1]);
-    if (bytes < 0) {
-        return (int)bytes;
+    int64_t offset, bytes;
+    int err = qio_parse_offset_length(&qio_cmd_discard, argc, argv, &offset, &bytes);
+    if (err < 0) {
+        return err;
     }
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
