@@ -182,8 +182,7 @@ int img_amend(int argc, char **argv)
         goto out;
     }
     int flags = BDRV_O_RDWR;
-    if (bdrv_parse_cache_mode(cache, &flags) < 0) {
-        error_report("Invalid cache option: %s", cache);
+    if (img_parse_cache_mode("cache", cache, &flags) < 0) {
         goto out;
     }
     bs = img_open(image_opts, filename, fmt, flags, false, quiet, false);

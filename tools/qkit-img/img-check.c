@@ -172,16 +172,12 @@ int img_check(int argc, char **argv)
             break;
         }
     }
-    if (optind != argc - 1) {
-        img_error_exit("Expecting one image file name");
-    }
-    const char *filename = argv[optind];
-    int ofmt = IMG_OUTPUT_HUMAN;
-    if (output && (ofmt = img_parse_output_format(output)) < 0) {
+    const char *filename = img_one_filename(argc, argv);
+    int ofmt = img_parse_output_format(output);
+    if (ofmt < 0) {
         return 1;
     }
-    if (bdrv_parse_cache_mode(cache, &flags) < 0) {
-        error_report("Invalid source cache option: %s", cache);
+    if (img_parse_cache_mode("source cache", cache, &flags) < 0) {
         return 1;
     }
     BlockDriverState *bs = img_open(image_opts, filename, fmt, flags, false, quiet,

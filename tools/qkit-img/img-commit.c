@@ -155,13 +155,9 @@ int img_commit(int argc, char **argv)
     if (quiet) {
         progress = false;
     }
-    if (optind != argc - 1) {
-        img_error_exit("Expecting one image file name");
-    }
-    const char *filename = argv[optind];
+    const char *filename = img_one_filename(argc, argv);
     int flags = BDRV_O_RDWR | BDRV_O_UNMAP;
-    if (bdrv_parse_cache_mode(cache, &flags) < 0) {
-        error_report("Invalid cache option: %s", cache);
+    if (img_parse_cache_mode("cache", cache, &flags) < 0) {
         return 1;
     }
     BlockDriverState *bs = img_open(image_opts, filename, fmt, flags, false, quiet, false);

@@ -352,6 +352,9 @@ int64_t img_cvtnum(const char *name, const char *value)
 /* Parse --output. */
 int img_parse_output_format(const char *arg)
 {
+    if (!arg) {
+        return IMG_OUTPUT_HUMAN;
+    }
     if (!strcmp(arg, "json")) {
         return IMG_OUTPUT_JSON;
     }
@@ -397,6 +400,25 @@ int img_accumulate_options(char **options, const char *optarg)
         }
     }
     *options = joined;
+    return 0;
+}
+
+/* The single image operand after a command's options, or qemu-img's usage error. */
+const char *img_one_filename(int argc, char **argv)
+{
+    if (optind != argc - 1) {
+        img_error_exit("Expecting one image file name");
+    }
+    return argv[optind];
+}
+
+/* Apply a -t/-T cache mode to *flags; "Invalid WHAT option: MODE" and -1 if unknown. */
+int img_parse_cache_mode(const char *what, const char *mode, int *flags)
+{
+    if (bdrv_parse_cache_mode(mode, flags) < 0) {
+        error_report("Invalid %s option: %s", what, mode);
+        return -1;
+    }
     return 0;
 }
 

@@ -241,8 +241,7 @@ int img_compare(int argc, char **argv)
     int ret;
 
     img_progress_init(progress, 2.0f);
-    if (bdrv_parse_cache_mode(cache, &flags) < 0) {
-        error_report("Invalid source cache option: %s", cache);
+    if (img_parse_cache_mode("source cache", cache, &flags) < 0) {
         ret = COMPARE_ERR_OPEN;
         goto out;
     }

@@ -379,8 +379,7 @@ static int convert_run(ConvertArgs *a, int nsrc, char **src_names, const char *o
     if (!src) {
         abort();
     }
-    if (bdrv_parse_cache_mode(a->src_cache, &src_flags) < 0) {
-        error_report("Invalid source cache option: %s", a->src_cache);
+    if (img_parse_cache_mode("source cache", a->src_cache, &src_flags) < 0) {
         free(src);
         return 1;
     }
@@ -466,8 +465,7 @@ static int convert_run(ConvertArgs *a, int nsrc, char **src_names, const char *o
     }
 
     int flags = a->min_sparse ? (BDRV_O_RDWR | BDRV_O_UNMAP) : BDRV_O_RDWR;
-    if (bdrv_parse_cache_mode(a->cache, &flags) < 0) {
-        error_report("Invalid cache option: %s", a->cache);
+    if (img_parse_cache_mode("cache", a->cache, &flags) < 0) {
         goto out;
     }
     target = img_open(a->skip_create && a->tgt_image_opts, out_filename, a->out_fmt, flags,

@@ -320,14 +320,12 @@ int img_info(int argc, char **argv)
             break;
         }
     }
-    if (optind != argc - 1) {
-        img_error_exit("Expecting one image file name");
-    }
-    int ofmt = IMG_OUTPUT_HUMAN;
-    if (output && (ofmt = img_parse_output_format(output)) < 0) {
+    const char *filename = img_one_filename(argc, argv);
+    int ofmt = img_parse_output_format(output);
+    if (ofmt < 0) {
         return 1;
     }
-    json_t *list = info_collect_list(image_opts, argv[optind], fmt, chain, force_share);
+    json_t *list = info_collect_list(image_opts, filename, fmt, chain, force_share);
     if (!list) {
         return 1;
     }

@@ -187,21 +187,16 @@ int img_rebase(int argc, char **argv)
     if (!unsafe && !out_baseimg) {
         img_error_exit("Must specify backing file (-b) or use unsafe mode (-u)");
     }
-    if (optind != argc - 1) {
-        img_error_exit("Expecting one image file name");
-    }
-    s.filename = argv[optind];
+    s.filename = img_one_filename(argc, argv);
     img_progress_init(progress, 2.0f);
     img_progress_print(0, 100);
 
     int flags = BDRV_O_RDWR | (unsafe ? BDRV_O_NO_BACKING : 0);
-    if (bdrv_parse_cache_mode(cache, &flags) < 0) {
-        error_report("Invalid cache option: %s", cache);
+    if (img_parse_cache_mode("cache", cache, &flags) < 0) {
         goto out;
     }
     int src_flags = 0;
-    if (bdrv_parse_cache_mode(src_cache, &src_flags) < 0) {
-        error_report("Invalid source cache option: %s", src_cache);
+    if (img_parse_cache_mode("source cache", src_cache, &src_flags) < 0) {
         goto out;
     }
     s.bs = img_open(image_opts, s.filename, fmt, flags, false, quiet, false);

@@ -189,10 +189,8 @@ int img_snapshot(int argc, char **argv)
             break;
         }
     }
-    if (optind != argc - 1) {
-        img_error_exit("Expecting one image file name");
-    }
-    BlockDriverState *bs = img_open(image_opts, argv[optind], NULL, flags, false, quiet,
+    const char *filename = img_one_filename(argc, argv);
+    BlockDriverState *bs = img_open(image_opts, filename, NULL, flags, false, quiet,
                                     force_share);
     if (!bs) {
         return 1;

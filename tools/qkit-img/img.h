@@ -57,8 +57,12 @@ enum { IMG_OUTPUT_HUMAN, IMG_OUTPUT_JSON };
 void img_getopt_error(int c, char **argv) __attribute__((noreturn));
 /* Parse a size argument; prints qemu-img's "Invalid NAME specified..." and returns <0. */
 int64_t img_cvtnum(const char *name, const char *value);
-/* "human" or "json" to IMG_OUTPUT_*; prints the error and returns -1 otherwise. */
+/* "human" (or NULL) or "json" to IMG_OUTPUT_*; prints the error and returns -1 otherwise. */
 int img_parse_output_format(const char *arg);
+/* argv[optind] when it is the only operand left, else "Expecting one image file name" and exit. */
+const char *img_one_filename(int argc, char **argv);
+/* Apply cache mode to *flags; prints "Invalid WHAT option: MODE" and returns -1 if unknown. */
+int img_parse_cache_mode(const char *what, const char *mode, int *flags);
 /* Append one -o argument to *options (comma-joined); -1 after "Invalid option list". */
 int img_accumulate_options(char **options, const char *optarg);
 /* True if an -o list asks for help ("help" or "?" among its keys). */
