@@ -121,6 +121,8 @@ char *ga_frozen_marker(GAState *s);
 char *ga_read_file(const char *path);
 /* Run argv (argv[0] looked up in PATH) with stdin from /dev/null; its exit status. */
 int ga_run(char *const argv[], Error **errp);
+/* The same with the program at path (execv, no PATH search); NULL path is ga_run. */
+int ga_run_path(const char *path, char *const argv[], Error **errp);
 /* base64 encode, and decode as glib does (never fails; malloc'd). */
 char *ga_base64_encode(const unsigned char *data, size_t len);
 unsigned char *ga_base64_decode_glib(const char *text, size_t *len);

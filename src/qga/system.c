@@ -83,29 +83,9 @@ static json_t *cmd_get_time(void *opaque, json_t *args, Error **errp)
 /* Run a helper from /sbin detached from us; qemu-ga's messages for how it ended. */
 static int run_sbin(char *const argv[], const char *path, Error **errp)
 {
-    int status;
-    pid_t pid = fork();
-
-    if (pid < 0) {
-        error_setg_errno(errp, errno, "failed to create child process");
+    int status = ga_run_path(path, argv, errp);
+    if (status < 0) {
         return -1;
-    }
-    if (pid == 0) {
-        int fd = open("/dev/null", O_RDWR);
-        setsid();
-        if (fd >= 0) {
-            dup2(fd, 0);
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execv(path, argv);
-        _exit(EXIT_FAILURE);
-    }
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            error_setg_errno(errp, errno, "failed to wait for child (pid: %d)", (int)pid);
-            return -1;
-        }
     }
     if (!WIFEXITED(status)) {
         error_setg(errp, "child process has terminated abnormally");

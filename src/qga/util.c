@@ -55,7 +55,8 @@ char *ga_read_file(const char *path)
     return buf;
 }
 
-int ga_run(char *const argv[], Error **errp)
+/* Fork and run path (argv[0] from PATH if NULL) detached, stdio on /dev/null; wait. */
+int ga_run_path(const char *path, char *const argv[], Error **errp)
 {
     int status;
     pid_t pid = fork();
@@ -72,7 +73,11 @@ int ga_run(char *const argv[], Error **errp)
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execvp(argv[0], argv);
+        if (path) {
+            execv(path, argv);
+        } else {
+            execvp(argv[0], argv);
+        }
         _exit(EXIT_FAILURE);
     }
     while (waitpid(pid, &status, 0) < 0) {
@@ -82,6 +87,12 @@ int ga_run(char *const argv[], Error **errp)
         }
     }
     return status;
+}
+
+/* Run a command found in PATH (fs freeze hooks, shutdown) and wait for it. */
+int ga_run(char *const argv[], Error **errp)
+{
+    return ga_run_path(NULL, argv, errp);
 }
 
 static const char b64_alphabet[] =
