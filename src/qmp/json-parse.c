@@ -328,48 +328,26 @@ out:
     return ret;
 }
 
-/* { ... } with the opening brace next. */
-static json_t *parse_object(ParseCtx *c)
+/* One array element: a value, appended to arr; -1 after the error. */
+static int parse_element(ParseCtx *c, json_t *arr)
 {
-    json_t *obj = json_object();
-    const JsonToken *t;
-
-    pop_token(c);
-    t = peek_token(c);
-    if (!t) {
-        parse_error(c, "premature EOI");
-        goto fail;
+    json_t *v = parse_value(c);
+    if (!v) {
+        parse_error(c, "expecting value");
+        return -1;
     }
-    if (t->type == JSON_TOK_RCURLY) {
-        pop_token(c);
-        return obj;
-    }
-    for (;;) {
-        if (parse_pair(c, obj) < 0) {
-            goto fail;
-        }
-        t = pop_token(c);
-        if (!t) {
-            parse_error(c, "premature EOI");
-            goto fail;
-        }
-        if (t->type == JSON_TOK_RCURLY) {
-            return obj;
-        }
-        if (t->type != JSON_TOK_COMMA) {
-            parse_error(c, "expected separator in dict");
-            goto fail;
-        }
-    }
-fail:
-    json_decref(obj);
-    return NULL;
+    json_array_append_new(arr, v);
+    return 0;
 }
 
-/* [ ... ] with the opening bracket next. */
-static json_t *parse_array(ParseCtx *c)
+/*
+ * { ... } or [ ... ] with the opening token next: items (parse_pair or parse_element)
+ * into container, comma separated, up to the close token. Frees container on error.
+ */
+static json_t *parse_container(ParseCtx *c, json_t *container, JsonTokenType close,
+                               int (*parse_item)(ParseCtx *c, json_t *container),
+                               const char *separator_error)
 {
-    json_t *arr = json_array();
     const JsonToken *t;
 
     pop_token(c);
@@ -378,32 +356,29 @@ static json_t *parse_array(ParseCtx *c)
         parse_error(c, "premature EOI");
         goto fail;
     }
-    if (t->type == JSON_TOK_RSQUARE) {
+    if (t->type == close) {
         pop_token(c);
-        return arr;
+        return container;
     }
     for (;;) {
-        json_t *v = parse_value(c);
-        if (!v) {
-            parse_error(c, "expecting value");
+        if (parse_item(c, container) < 0) {
             goto fail;
         }
-        json_array_append_new(arr, v);
         t = pop_token(c);
         if (!t) {
             parse_error(c, "premature EOI");
             goto fail;
         }
-        if (t->type == JSON_TOK_RSQUARE) {
-            return arr;
+        if (t->type == close) {
+            return container;
         }
         if (t->type != JSON_TOK_COMMA) {
-            parse_error(c, "expected separator in list");
+            parse_error(c, "%s", separator_error);
             goto fail;
         }
     }
 fail:
-    json_decref(arr);
+    json_decref(container);
     return NULL;
 }
 
@@ -418,9 +393,11 @@ static json_t *parse_value(ParseCtx *c)
     }
     switch (t->type) {
     case JSON_TOK_LCURLY:
-        return parse_object(c);
+        return parse_container(c, json_object(), JSON_TOK_RCURLY, parse_pair,
+                               "expected separator in dict");
     case JSON_TOK_LSQUARE:
-        return parse_array(c);
+        return parse_container(c, json_array(), JSON_TOK_RSQUARE, parse_element,
+                               "expected separator in list");
     case JSON_TOK_STRING:
         pop_token(c);
         return parse_string(c, t);
