@@ -1429,6 +1429,19 @@ int qcow2_preallocate(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
 int qcow2_make_empty(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
+    uint64_t l1_clusters = DIV_ROUND_UP((uint64_t)s->l1_size * sizeof(uint64_t),
+                                        s->cluster_size);
+    bool has_bitmaps = s->dirty_bitmaps || (s->has_bitmaps_ext && s->bitmaps_ext.nb_bitmaps);
+    /*
+     * As QEMU: an image whose only clusters are the header, refcount structures, L1 and
+     * guest data (and that can mark itself dirty) is reset to a fresh layout; anything
+     * else has its clusters dropped one by one.
+     */
+    if (s->qcow_version >= 3 && !s->nb_snapshots && !has_bitmaps &&
+        3 + l1_clusters <= s->refcount_block_size && s->crypt_method != QCOW2_CRYPT_LUKS &&
+        !qcow2_has_data_file(s)) {
+        return qcow2_make_completely_empty(bs);
+    }
     uint64_t end = s->size;
     for (uint64_t off = 0; off < end;) {
         uint64_t step = QKIT_MIN(end - off, QCOW2_MAX_STEP_BYTES);

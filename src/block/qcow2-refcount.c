@@ -790,3 +790,115 @@ out:
     free(tmp);
     return ret;
 }
+
+/* Header fields rewritten together when the image is laid out anew (contiguous). */
+typedef struct __attribute__((packed)) Qcow2EmptyLayout {
+    uint64_t l1_table_offset;
+    uint64_t refcount_table_offset;
+    uint32_t refcount_table_clusters;
+} Qcow2EmptyLayout;
+_Static_assert(offsetof(Qcow2Header, refcount_table_offset) ==
+               offsetof(Qcow2Header, l1_table_offset) + 8 &&
+               offsetof(Qcow2Header, refcount_table_clusters) ==
+               offsetof(Qcow2Header, l1_table_offset) + 16, "qcow2 header layout");
+
+/* Clusters of the emptied layout before the L1 table: header, reftable, one refblock. */
+#define QCOW2_EMPTY_FIXED_CLUSTERS 3
+
+/*
+ * Called by make_empty (commit) on v3 images with nothing but guest data besides the
+ * fixed structures: lay the file out as a fresh image (header, refcount table, one
+ * refcount block, an all-zero L1 table of the same size) and cut it there, as QEMU
+ * does. The dirty bit covers the steps where refcounts on disk do not match; a crash
+ * in between leaves an image that open repairs (and whose data is meant to go).
+ */
+int qcow2_make_completely_empty(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t l1_bytes = (uint64_t)s->l1_size * sizeof(uint64_t);
+    uint64_t l1_clusters = DIV_ROUND_UP(l1_bytes, cs);
+    uint64_t reftable_entries = cs / REFTABLE_ENTRY_SIZE;
+    int ret;
+
+    /* Whatever the caches hold describes clusters about to go: write and drop it. */
+    ret = qcow2_cache_empty(bs, s->l2_table_cache);
+    if (ret == 0) {
+        ret = qcow2_cache_empty(bs, s->refcount_block_cache);
+    }
+    if (ret == 0) {
+        ret = qcow2_mark_dirty(bs);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    if (l1_clusters) {
+        ret = bdrv_pwrite_zeroes(bs->file, (int64_t)s->l1_table_offset,
+                                 (int64_t)(l1_clusters * cs), 0);
+        if (ret < 0) {
+            return ret;
+        }
+        memset(s->l1_table, 0, l1_bytes);
+    }
+    /* From here on the refcounts on disk and in memory no longer match the image. */
+    ret = bdrv_pwrite_zeroes(bs->file, (int64_t)cs, (int64_t)((2 + l1_clusters) * cs), 0);
+    if (ret < 0) {
+        return ret;
+    }
+    uint64_t *reftable = calloc(reftable_entries, REFTABLE_ENTRY_SIZE);
+    if (!reftable) {
+        return -ENOMEM;
+    }
+    Qcow2EmptyLayout layout = {
+        .l1_table_offset = htobe64(QCOW2_EMPTY_FIXED_CLUSTERS * cs),
+        .refcount_table_offset = htobe64(cs),
+        .refcount_table_clusters = htobe32(1),
+    };
+    ret = bdrv_pwrite(bs->file, offsetof(Qcow2Header, l1_table_offset), sizeof(layout),
+                      &layout, 0);
+    if (ret == 0) {
+        ret = bdrv_flush(bs->file);
+    }
+    if (ret < 0) {
+        free(reftable);
+        return ret;
+    }
+    s->l1_table_offset = QCOW2_EMPTY_FIXED_CLUSTERS * cs;
+    free(s->refcount_table);
+    s->refcount_table = reftable;
+    s->refcount_table_offset = cs;
+    s->refcount_table_size = (uint32_t)reftable_entries;
+    s->max_refcount_table_index = 0;
+
+    /* The first refcount block sits right after the table. */
+    uint64_t rt_entry = htobe64(2 * cs);
+    ret = bdrv_pwrite(bs->file, (int64_t)cs, sizeof(rt_entry), &rt_entry, 0);
+    if (ret == 0) {
+        ret = bdrv_flush(bs->file);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    s->refcount_table[0] = 2 * cs;
+    s->free_cluster_index = 0;
+    s->free_byte_offset = 0;
+
+    /* Count the fixed structures and the L1 table: they must come out at offset 0. */
+    int64_t offset = qcow2_alloc_clusters(bs, QCOW2_EMPTY_FIXED_CLUSTERS * cs + l1_bytes);
+    if (offset < 0) {
+        return (int)offset;
+    }
+    if (offset > 0) {
+        qcow2_signal_corruption(bs, true, -1, -1, "First cluster in emptied image is in use");
+        return -EIO;
+    }
+    ret = qcow2_mark_clean(bs);
+    if (ret < 0) {
+        return ret;
+    }
+    Error *local_err = NULL;
+    ret = bdrv_truncate(bs->file, (int64_t)((QCOW2_EMPTY_FIXED_CLUSTERS + l1_clusters) * cs),
+                        false, PREALLOC_MODE_OFF, &local_err);
+    error_free(local_err);
+    return ret;
+}
