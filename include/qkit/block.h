@@ -409,6 +409,20 @@ int bdrv_snapshot_load_tmp(BlockDriverState *bs, const char *snapshot_id, const 
 /* bdrv_snapshot_load_tmp by ID, else by name (how `-l NAME_OR_ID` picks a snapshot). */
 int bdrv_snapshot_load_tmp_by_id_or_name(BlockDriverState *bs, const char *id_or_name,
                                          Error **errp);
+
+/* What the -l SNAPSHOT_PARAM options of the tools named; zero-initialise. */
+typedef struct BdrvSnapshotParam {
+    bool opts;              /* the snapshot.id=..,snapshot.name=.. form was given */
+    char *id;               /* its snapshot.id, or NULL */
+    char *name;             /* its snapshot.name, or NULL */
+    char *id_or_name;       /* the plain -l ID_OR_NAME form, or NULL */
+} BdrvSnapshotParam;
+
+/* Record one -l argument (the last of each form wins); -EINVAL with the reason. */
+int bdrv_snapshot_param_parse(BdrvSnapshotParam *p, const char *arg, Error **errp);
+/* Load the snapshot p names into the read-only bs (the snapshot.* form first). */
+int bdrv_snapshot_param_load(BlockDriverState *bs, const BdrvSnapshotParam *p, Error **errp);
+void bdrv_snapshot_param_free(BdrvSnapshotParam *p);
 /* Write / read bytes at pos of the VM state area; 0 or -errno (-ENOTSUP: none). */
 int bdrv_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64_t bytes);
 int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t bytes);

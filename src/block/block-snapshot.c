@@ -6,6 +6,8 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "qkit/block.h"
 #include "qkit/cutils.h"
@@ -130,4 +132,91 @@ int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t byte
     ret = node->drv->load_vmstate(node, buf, (uint64_t)pos, (uint64_t)bytes);
     snap_unlock(node);
     return ret;
+}
+
+/* Prefix that marks -l as a snapshot.id=...,snapshot.name=... list. */
+#define SNAPSHOT_OPT_PREFIX "snapshot."
+#define SNAPSHOT_OPT_ID "snapshot.id"
+#define SNAPSHOT_OPT_NAME "snapshot.name"
+/* The key QEMU's option lists take as the list's own identifier. */
+#define SNAPSHOT_OPT_LIST_ID "id"
+
+/* True if s is what QEMU calls an identifier: a letter, then letters, digits, -._ */
+static bool snapshot_param_is_identifier(const char *s)
+{
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))) {
+        return false;
+    }
+    for (s++; *s; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9') || strchr("-._", *s))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+int bdrv_snapshot_param_parse(BdrvSnapshotParam *p, const char *arg, Error **errp)
+{
+    if (strncmp(arg, SNAPSHOT_OPT_PREFIX, strlen(SNAPSHOT_OPT_PREFIX)) != 0) {
+        free(p->id_or_name);
+        p->id_or_name = strdup(arg);
+        if (!p->id_or_name) {
+            abort();
+        }
+        return 0;
+    }
+    QOpts *o = qopts_new();
+    int ret = qopts_parse(o, arg, errp);
+    for (int i = 0; ret == 0 && i < qopts_count(o); i++) {
+        const char *name = qopts_name_at(o, i);
+        if (!strcmp(name, SNAPSHOT_OPT_LIST_ID)) {
+            /* It names the list, as in QEMU: checked, then ignored. */
+            if (!snapshot_param_is_identifier(qopts_value_at(o, i))) {
+                error_setg(errp, "Parameter 'id' expects an identifier");
+                error_append_hint(errp, "Identifiers consist of letters, digits, '-', '.', "
+                                  "'_', starting with a letter.\n");
+                ret = -EINVAL;
+            }
+        } else if (strcmp(name, SNAPSHOT_OPT_ID) && strcmp(name, SNAPSHOT_OPT_NAME)) {
+            error_setg(errp, "Invalid parameter '%s'", name);
+            ret = -EINVAL;
+        }
+    }
+    if (ret == 0) {
+        const char *id = qopts_get(o, SNAPSHOT_OPT_ID);
+        const char *name = qopts_get(o, SNAPSHOT_OPT_NAME);
+        free(p->id);
+        free(p->name);
+        p->id = id ? strdup(id) : NULL;
+        p->name = name ? strdup(name) : NULL;
+        if ((id && !p->id) || (name && !p->name)) {
+            abort();
+        }
+        p->opts = true;
+    }
+    qopts_free(o);
+    return ret < 0 ? -EINVAL : 0;
+}
+
+int bdrv_snapshot_param_load(BlockDriverState *bs, const BdrvSnapshotParam *p, Error **errp)
+{
+    int ret = 0;
+    if (p->opts) {
+        ret = bdrv_snapshot_load_tmp(bs, p->id, p->name, errp);
+    } else if (p->id_or_name) {
+        ret = bdrv_snapshot_load_tmp_by_id_or_name(bs, p->id_or_name, errp);
+    }
+    if (ret < 0 && errp && !*errp) {
+        error_setg(errp, "%s", strerror(-ret));
+    }
+    return ret;
+}
+
+void bdrv_snapshot_param_free(BdrvSnapshotParam *p)
+{
+    free(p->id);
+    free(p->name);
+    free(p->id_or_name);
+    p->id = p->name = p->id_or_name = NULL;
 }

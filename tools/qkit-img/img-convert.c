@@ -576,6 +576,6 @@ int img_convert(int argc, char **argv)
     ret = convert_run(&a, nsrc, argv + optind, out_filename);
 out:
     free(a.options);
-    img_snapshot_param_free(&a.snapshot);
+    bdrv_snapshot_param_free(&a.snapshot);
     return ret;
 }

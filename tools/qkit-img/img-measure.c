@@ -175,7 +175,7 @@ int img_measure(int argc, char **argv)
 out:
     qopts_free(opts);
     bdrv_unref(in_bs);
-    img_snapshot_param_free(&snapshot);
+    bdrv_snapshot_param_free(&snapshot);
     free(options);
     return ret;
 }

@@ -102,18 +102,11 @@ bool img_buffer_differs(const uint8_t *a, const uint8_t *b, int64_t bytes, int64
 
 /* ---- -l SNAPSHOT_PARAM of convert and measure (img-snapshot-param.c) ---- */
 
-/* What the -l options said; zero-initialise, free with img_snapshot_param_free. */
-typedef struct ImgSnapshotParam {
-    bool opts;              /* the snapshot.id=..,snapshot.name=.. form was given */
-    char *id;               /* its snapshot.id, or NULL */
-    char *name;             /* its snapshot.name, or NULL */
-    const char *id_or_name; /* the plain -l ID_OR_NAME form, or NULL */
-} ImgSnapshotParam;
+typedef BdrvSnapshotParam ImgSnapshotParam;
 
 /* Record one -l argument; prints qemu-img's parse error and returns -1 on a bad one. */
 int img_snapshot_param_parse(ImgSnapshotParam *p, const char *arg);
 /* Load that snapshot into bs (read-only); prints "Failed to load snapshot: ...", -1. */
 int img_snapshot_param_load(const ImgSnapshotParam *p, BlockDriverState *bs);
-void img_snapshot_param_free(ImgSnapshotParam *p);
 
 #endif

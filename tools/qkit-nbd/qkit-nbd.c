@@ -615,41 +615,23 @@ fail:
     return NULL;
 }
 
-/*
- * -l: qemu-nbd loads an internal snapshot read-only without touching the image; the
- * block layer has no such temporary load, so this checks what QEMU would refuse and
- * refuses the rest plainly.
- */
+/* -l: load the internal snapshot read-only, with qemu-nbd's messages; -1 on failure. */
 static int nbd_tool_load_snapshot(BlockDriverState *bs, const char *param)
 {
-    if (!bs->drv->snapshot_list) {
-        error_report("Failed to load snapshot: Block format '%s' used by device '' does "
-                     "not support temporarily loading internal snapshots",
-                     bdrv_get_format_name(bs));
-        return -ENOTSUP;
-    }
-    QkitSnapshotInfo *sn = NULL;
-    int n = bs->drv->snapshot_list(bs, &sn);
-    bool found = false;
-    const char *key = param;
-    if (!strncmp(key, "snapshot.id=", 12)) {
-        key += 12;
-    } else if (!strncmp(key, "snapshot.name=", 14)) {
-        key += 14;
-    }
-    for (int i = 0; i < n; i++) {
-        if (!strcmp(sn[i].id_str, key) || !strcmp(sn[i].name, key)) {
-            found = true;
-        }
-    }
-    free(sn);
-    if (!found) {
-        error_report("Failed to load snapshot: Can't find snapshot");
+    BdrvSnapshotParam sp = { 0 };
+    Error *err = NULL;
+    int ret = -1;
+    if (bdrv_snapshot_param_parse(&sp, param, &err) < 0) {
+        error_report_err(err);
+        error_report("Failed in parsing snapshot param `%s'", param);
+    } else if (bdrv_snapshot_param_load(bs, &sp, &err) < 0) {
+        error_prepend(&err, "Failed to load snapshot: ");
+        error_report_err(err);
     } else {
-        error_report("Failed to load snapshot: temporarily loading internal snapshots "
-                     "is not supported by qkit yet");
+        ret = 0;
     }
-    return -ENOTSUP;
+    bdrv_snapshot_param_free(&sp);
+    return ret;
 }
 
 /* The kernel client of -c: handshake over our end of the socketpair, then attach. */
