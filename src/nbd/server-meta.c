@@ -214,9 +214,38 @@ static uint32_t meta_flags_depth(int ret, int depth)
 }
 
 /*
+ * The flags of the piece of one context at offset (relative to the export, at most len
+ * long) and its length in *pnum; fn NULL is the dirty bitmap. Returns flags or -errno.
+ */
+static int64_t meta_piece(NbdExport *exp, MetaFlagsFn fn, uint64_t offset, uint64_t len,
+                          int64_t *pnum)
+{
+    int ret;
+
+    if (!fn) {
+        ret = bdrv_dirty_bitmap_status(exp->bitmap_bs, exp->bitmap, exp->offset + offset,
+                                       len, pnum);
+        if (ret < 0) {
+            return ret;
+        }
+        if (*pnum > 0 && (uint64_t)*pnum > len) {
+            *pnum = len;
+        }
+        return ret ? NBD_STATE_DIRTY : 0;
+    }
+    int depth = 0;
+    ret = bdrv_block_status_above(exp->bs, NULL, exp->offset + offset, len, pnum,
+                                  NULL, NULL, &depth);
+    if (ret < 0) {
+        return ret;
+    }
+    return fn(ret, depth);
+}
+
+/*
  * Fill descs with the extents of [offset, offset+len) (len < 2^32, so a merged
- * extent always fits its 32-bit length) for one context, merging
- * neighbours with equal flags; at most max extents. Returns the count or -errno.
+ * extent always fits its 32-bit length) for one context (fn NULL: the dirty bitmap),
+ * merging neighbours with equal flags; at most max extents. Returns the count or -errno.
  */
 static int meta_extents(NbdExport *exp, MetaFlagsFn fn, uint64_t offset, uint64_t len,
                         NbdBlockDescriptor *descs, size_t max)
@@ -227,62 +256,13 @@ static int meta_extents(NbdExport *exp, MetaFlagsFn fn, uint64_t offset, uint64_
 
     while (len > 0) {
         int64_t pnum = 0;
-        int depth = 0;
-        int ret = bdrv_block_status_above(exp->bs, NULL, exp->offset + offset, len, &pnum,
-                                          NULL, NULL, &depth);
-        if (ret < 0) {
-            return ret;
+        int64_t flags = meta_piece(exp, fn, offset, len, &pnum);
+        if (flags < 0) {
+            return flags;
         }
         if (pnum <= 0) {
             return -EIO;
         }
-        uint32_t flags = fn(ret, depth);
-        if (cur_len && flags == cur_flags) {
-            cur_len += pnum;
-        } else {
-            if (cur_len) {
-                descs[n].length = htobe32(cur_len);
-                descs[n].status_flags = htobe32(cur_flags);
-                if (++n == max) {
-                    return n;
-                }
-            }
-            cur_flags = flags;
-            cur_len = pnum;
-        }
-        offset += pnum;
-        len -= pnum;
-    }
-    if (cur_len) {
-        descs[n].length = htobe32(cur_len);
-        descs[n].status_flags = htobe32(cur_flags);
-        n++;
-    }
-    return n;
-}
-
-/* qemu:dirty-bitmap:NAME extents: NBD_STATE_DIRTY where the bitmap has bits set. */
-static int meta_bitmap_extents(NbdExport *exp, uint64_t offset, uint64_t len,
-                               NbdBlockDescriptor *descs, size_t max)
-{
-    size_t n = 0;
-    uint32_t cur_flags = 0;
-    uint64_t cur_len = 0;
-
-    offset += exp->offset;
-    while (len > 0) {
-        int64_t pnum = 0;
-        int ret = bdrv_dirty_bitmap_status(exp->bitmap_bs, exp->bitmap, offset, len, &pnum);
-        if (ret < 0) {
-            return ret;
-        }
-        if (pnum <= 0) {
-            return -EIO;
-        }
-        if ((uint64_t)pnum > len) {
-            pnum = len;
-        }
-        uint32_t flags = ret ? NBD_STATE_DIRTY : 0;
         if (cur_len && flags == cur_flags) {
             cur_len += pnum;
         } else {
@@ -330,12 +310,7 @@ int nbd_send_block_status(NbdClient *client, const NbdRequest *req, Error **errp
         if (!ctx[i].on) {
             continue;
         }
-        int n;
-        if (ctx[i].fn) {
-            n = meta_extents(exp, ctx[i].fn, req->offset, req->length, descs, max);
-        } else {
-            n = meta_bitmap_extents(exp, req->offset, req->length, descs, max);
-        }
+        int n = meta_extents(exp, ctx[i].fn, req->offset, req->length, descs, max);
         if (n < 0) {
             return nbd_send_error(client, req->cookie, -n, "can't get block status");
         }
