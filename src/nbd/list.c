@@ -12,6 +12,8 @@
 #include "nbd/list.h"
 #include "nbd/nbd-proto.h"
 
+#define LIST_NAME_LEN_FIELD 4   /* be32 length before an export name */
+
 /* Read one option reply header and its payload (allocated, NUL-terminated). */
 static int list_reply(int fd, uint32_t opt, uint32_t *type, uint8_t **data, uint32_t *len,
                       Error **errp)
@@ -73,34 +75,56 @@ static int list_rep_error(uint32_t type, const uint8_t *msg, Error **errp)
     return -EINVAL;
 }
 
-/* NBD_OPT_INFO for one export: size, flags, block sizes. */
-static int list_info(int fd, NbdListExport *e, Error **errp)
+/* Send an option for one export: the be32 length and its name, then tail. */
+static int list_send_named(int fd, uint32_t opt, const char *name, const uint8_t *tail,
+                           size_t tail_len, Error **errp)
 {
-    size_t nlen = strlen(e->name);
-    uint8_t *buf = malloc(4 + nlen + 2 + 2);
+    size_t nlen = strlen(name);
+    uint8_t *buf = malloc(LIST_NAME_LEN_FIELD + nlen + tail_len);
     if (!buf) {
         abort();
     }
     nbd_put_be32(buf, nlen);
-    memcpy(buf + 4, e->name, nlen);
-    nbd_put_be16(buf + 4 + nlen, 1);
-    nbd_put_be16(buf + 6 + nlen, NBD_INFO_BLOCK_SIZE);
-    int ret = list_send(fd, NBD_OPT_INFO, buf, 8 + nlen, errp);
+    memcpy(buf + LIST_NAME_LEN_FIELD, name, nlen);
+    memcpy(buf + LIST_NAME_LEN_FIELD + nlen, tail, tail_len);
+    int ret = list_send(fd, opt, buf, LIST_NAME_LEN_FIELD + nlen + tail_len, errp);
     free(buf);
-    while (ret == 0) {
-        uint32_t type, len;
-        uint8_t *d;
-        ret = list_reply(fd, NBD_OPT_INFO, &type, &d, &len, errp);
-        if (ret < 0) {
-            break;
+    return ret;
+}
+
+/*
+ * Read the next reply to opt. True when it is one to handle (*type, *d: the caller
+ * frees, *len); false at the end: NBD_REP_ACK, an error reply (which sets *ret to an
+ * error unless ignore_err) or a failure (*ret < 0).
+ */
+static bool list_next(int fd, uint32_t opt, bool ignore_err, uint32_t *type, uint8_t **d,
+                      uint32_t *len, int *ret, Error **errp)
+{
+    *ret = list_reply(fd, opt, type, d, len, errp);
+    if (*ret < 0) {
+        return false;
+    }
+    if (*type == NBD_REP_ACK || NBD_REP_IS_ERR(*type)) {
+        if (*type != NBD_REP_ACK && !ignore_err) {
+            *ret = list_rep_error(*type, *d, errp);
         }
-        if (type == NBD_REP_ACK) {
-            free(d);
-            break;
-        }
-        if (NBD_REP_IS_ERR(type)) {
-            ret = list_rep_error(type, d, errp);
-        } else if (type == NBD_REP_INFO && len >= 2) {
+        free(*d);
+        return false;
+    }
+    return true;
+}
+
+/* NBD_OPT_INFO for one export: size, flags, block sizes. */
+static int list_info(int fd, NbdListExport *e, Error **errp)
+{
+    uint8_t req[4];
+    uint32_t type, len;
+    uint8_t *d;
+    nbd_put_be16(req, 1);
+    nbd_put_be16(req + 2, NBD_INFO_BLOCK_SIZE);
+    int ret = list_send_named(fd, NBD_OPT_INFO, e->name, req, sizeof(req), errp);
+    while (ret == 0 && list_next(fd, NBD_OPT_INFO, false, &type, &d, &len, &ret, errp)) {
+        if (type == NBD_REP_INFO && len >= 2) {
             uint16_t info = nbd_get_be16(d);
             if (info == NBD_INFO_EXPORT && len >= sizeof(NbdInfoExport)) {
                 e->size = nbd_get_be64(d + 2);
@@ -116,30 +140,20 @@ static int list_info(int fd, NbdListExport *e, Error **errp)
     return ret;
 }
 
-/* NBD_OPT_LIST_META_CONTEXT with no query: every context the export offers. */
+/*
+ * NBD_OPT_LIST_META_CONTEXT with no query: every context the export offers (an error
+ * reply ends the list: a server without meta contexts simply has none to list).
+ */
 static int list_contexts(int fd, NbdListExport *e, Error **errp)
 {
-    size_t nlen = strlen(e->name);
-    uint8_t *buf = malloc(4 + nlen + 4);
-    if (!buf) {
-        abort();
-    }
-    nbd_put_be32(buf, nlen);
-    memcpy(buf + 4, e->name, nlen);
-    nbd_put_be32(buf + 4 + nlen, 0);
-    int ret = list_send(fd, NBD_OPT_LIST_META_CONTEXT, buf, 8 + nlen, errp);
-    free(buf);
-    while (ret == 0) {
-        uint32_t type, len;
-        uint8_t *d;
-        ret = list_reply(fd, NBD_OPT_LIST_META_CONTEXT, &type, &d, &len, errp);
-        if (ret < 0) {
-            break;
-        }
-        if (type == NBD_REP_ACK || NBD_REP_IS_ERR(type)) {
-            free(d);   /* a server without meta contexts simply has none to list */
-            break;
-        }
+    uint8_t nqueries[4];
+    uint32_t type, len;
+    uint8_t *d;
+    nbd_put_be32(nqueries, 0);
+    int ret = list_send_named(fd, NBD_OPT_LIST_META_CONTEXT, e->name, nqueries,
+                              sizeof(nqueries), errp);
+    while (ret == 0 &&
+           list_next(fd, NBD_OPT_LIST_META_CONTEXT, true, &type, &d, &len, &ret, errp)) {
         if (type == NBD_REP_META_CONTEXT && len > sizeof(NbdMetaContextReply)) {
             char **v = realloc(e->contexts, (e->nb_contexts + 1) * sizeof(*v));
             if (!v) {
@@ -170,23 +184,10 @@ int nbd_list_exports(int fd, NbdListExport **pexports, Error **errp)
         error_setg(errp, "Failed to send client flags");
         return -EIO;
     }
+    uint32_t type, len;
+    uint8_t *d;
     ret = list_send(fd, NBD_OPT_LIST, NULL, 0, errp);
-    while (ret == 0) {
-        uint32_t type, len;
-        uint8_t *d;
-        ret = list_reply(fd, NBD_OPT_LIST, &type, &d, &len, errp);
-        if (ret < 0) {
-            break;
-        }
-        if (type == NBD_REP_ACK) {
-            free(d);
-            break;
-        }
-        if (NBD_REP_IS_ERR(type)) {
-            ret = list_rep_error(type, d, errp);
-            free(d);
-            break;
-        }
+    while (ret == 0 && list_next(fd, NBD_OPT_LIST, false, &type, &d, &len, &ret, errp)) {
         uint32_t nlen = len >= 4 ? nbd_get_be32(d) : 0;
         if (type == NBD_REP_SERVER && len >= 4 && nlen <= len - 4) {
             NbdListExport *nv = realloc(v, (n + 1) * sizeof(*nv));
@@ -204,8 +205,7 @@ int nbd_list_exports(int fd, NbdListExport **pexports, Error **errp)
     /* Structured replies, so that the server lists its meta contexts. */
     if (ret == 0) {
         ret = list_send(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0, errp);
-        uint32_t type, len;
-        uint8_t *d = NULL;
+        d = NULL;
         if (ret == 0) {
             ret = list_reply(fd, NBD_OPT_STRUCTURED_REPLY, &type, &d, &len, errp);
             free(d);
