@@ -423,6 +423,13 @@ int bdrv_snapshot_param_parse(BdrvSnapshotParam *p, const char *arg, Error **err
 /* Load the snapshot p names into the read-only bs (the snapshot.* form first). */
 int bdrv_snapshot_param_load(BlockDriverState *bs, const BdrvSnapshotParam *p, Error **errp);
 void bdrv_snapshot_param_free(BdrvSnapshotParam *p);
+/*
+ * -s of qkit-io and qkit-nbd: create a temporary qcow2 overlay (in $TMPDIR, else
+ * /var/tmp) whose backing file is the image (name and/or opts, format fmt, opened
+ * read-only with the other open flags) and return its path for the caller to open.
+ */
+char *bdrv_create_temp_overlay(const char *name, json_t *opts, const char *fmt, int flags,
+                               Error **errp);
 /* Write / read bytes at pos of the VM state area; 0 or -errno (-ENOTSUP: none). */
 int bdrv_save_vmstate(BlockDriverState *bs, const void *buf, int64_t pos, int64_t bytes);
 int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t bytes);

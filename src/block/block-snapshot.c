@@ -2,19 +2,26 @@
 /*
  * Block layer entry points for reading an internal snapshot in place (convert -l,
  * measure -l, qkit-nbd -l) and for the VM state area (qkit-io read/write -b): the
- * checks QEMU makes, with its messages, then the driver's callback under the node lock.
+ * checks QEMU makes, with its messages, then the driver's callback under the node lock;
+ * and the temporary overlay of the tools' -s (snapshot) mode.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "qkit/block.h"
 #include "qkit/cutils.h"
+#include "qkit/opts.h"
 
 /* Largest offset + length of a request, as QEMU (INT64_MAX rounded down to 1 GiB). */
 #define VMSTATE_MAX_ALIGNMENT (1LL << 30)
 #define VMSTATE_MAX_LENGTH (INT64_MAX - (INT64_MAX % VMSTATE_MAX_ALIGNMENT))
+/* Where -s overlays go when $TMPDIR is unset, as QEMU. */
+#define OVERLAY_TMPDIR "/var/tmp"
 
 /* Take the node lock around a driver callback (drivers that are not thread-safe). */
 static void snap_lock(BlockDriverState *bs)
@@ -219,4 +226,77 @@ void bdrv_snapshot_param_free(BdrvSnapshotParam *p)
     free(p->name);
     free(p->id_or_name);
     p->id = p->name = p->id_or_name = NULL;
+}
+
+/* The backing file name an overlay records: absolute, or json: for option strings. */
+static char *overlay_backing_name(const char *name, json_t *opts)
+{
+    char *backing;
+    if (opts) {
+        json_t *all = json_deep_copy(opts);
+        if (name && !json_object_get(all, "file")) {
+            json_object_set_new(all, "file", json_pack("{s:s}", "filename", name));
+        }
+        char *dump = json_dumps(all, JSON_COMPACT);
+        json_decref(all);
+        if (asprintf(&backing, "json:%s", dump) < 0) {
+            abort();
+        }
+        free(dump);
+    } else {
+        char *abs = realpath(name, NULL);
+        backing = strdup(abs ? abs : name);
+        free(abs);
+    }
+    return backing;
+}
+
+char *bdrv_create_temp_overlay(const char *name, json_t *opts, const char *fmt, int flags,
+                               Error **errp)
+{
+    char *path = NULL;
+    char *backing = NULL;
+    QOpts *copts = NULL;
+    json_t *probe_opts = opts ? json_deep_copy(opts) : NULL;
+    int pflags = (flags & ~(BDRV_O_RDWR | BDRV_O_WRITETHROUGH)) | BDRV_O_FORCE_SHARE;
+    BlockDriverState *bs = bdrv_open(name, fmt, probe_opts, pflags, errp);
+    if (!bs) {
+        return NULL;
+    }
+    const BlockDriver *qcow2 = bdrv_find_format("qcow2");
+    int64_t len = bdrv_getlength(bs);
+    if (!qcow2 || len < 0) {
+        error_setg(errp, "Could not create temporary overlay: %s",
+                   qcow2 ? strerror((int)-len) : "qcow2 is not available");
+        goto out;
+    }
+    backing = overlay_backing_name(name, opts);
+    const char *dir = getenv("TMPDIR");
+    if (asprintf(&path, "%s/vl.XXXXXX", dir && *dir ? dir : OVERLAY_TMPDIR) < 0) {
+        abort();
+    }
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Could not get temporary filename");
+        free(path);
+        path = NULL;
+        goto out;
+    }
+    close(fd);
+    copts = qopts_new();
+    char size[32];
+    snprintf(size, sizeof(size), "%" PRId64, len);
+    qopts_set(copts, "size", size);
+    qopts_set(copts, "backing_file", backing);
+    qopts_set(copts, "backing_fmt", bdrv_get_format_name(bs));
+    if (bdrv_create(qcow2, path, copts, errp) < 0) {
+        unlink(path);
+        free(path);
+        path = NULL;
+    }
+out:
+    qopts_free(copts);
+    free(backing);
+    bdrv_unref(bs);
+    return path;
 }

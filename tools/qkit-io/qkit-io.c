@@ -20,7 +20,6 @@
     "Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n"
 
 /* Where -s puts its temporary overlay unless TMPDIR says otherwise (as QEMU). */
-#define QIO_SNAPSHOT_TMPDIR "/var/tmp"
 
 enum {
     QIO_OPT_OBJECT = 256,
@@ -392,76 +391,6 @@ static void qio_print_deferred(QioState *s)
     s->deferred_tail = &s->deferred;
 }
 
-/*
- * -s: create a temporary qcow2 overlay over the image (named as given, with its
- * format) and return the overlay's path; the caller opens that instead.
- */
-static char *qio_create_snapshot(const char *name, json_t *opts, const char *fmt,
-                                 const QioOpenOpts *oo, Error **errp)
-{
-    char *path = NULL;
-    char *backing = NULL;
-    QOpts *copts = NULL;
-    json_t *probe_opts = opts ? json_deep_copy(opts) : NULL;
-    int pflags = (oo->flags & ~(BDRV_O_RDWR | BDRV_O_WRITETHROUGH)) | BDRV_O_FORCE_SHARE;
-    BlockDriverState *bs = bdrv_open(name, fmt, probe_opts, pflags, errp);
-    if (!bs) {
-        return NULL;
-    }
-    const BlockDriver *qcow2 = bdrv_find_format("qcow2");
-    int64_t len = bdrv_getlength(bs);
-    if (!qcow2 || len < 0) {
-        error_setg(errp, "Could not create temporary overlay: %s",
-                   qcow2 ? strerror((int)-len) : "qcow2 is not available");
-        goto out;
-    }
-    /* The overlay names its backing file absolutely, or as JSON for option strings. */
-    if (opts) {
-        json_t *all = json_deep_copy(opts);
-        if (name && !json_object_get(all, "file")) {
-            json_object_set_new(all, "file", json_pack("{s:s}", "filename", name));
-        }
-        char *dump = json_dumps(all, JSON_COMPACT);
-        json_decref(all);
-        if (asprintf(&backing, "json:%s", dump) < 0) {
-            abort();
-        }
-        free(dump);
-    } else {
-        char *abs = realpath(name, NULL);
-        backing = strdup(abs ? abs : name);
-        free(abs);
-    }
-    const char *dir = getenv("TMPDIR");
-    if (asprintf(&path, "%s/vl.XXXXXX", dir && *dir ? dir : QIO_SNAPSHOT_TMPDIR) < 0) {
-        abort();
-    }
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "Could not get temporary filename");
-        free(path);
-        path = NULL;
-        goto out;
-    }
-    close(fd);
-    copts = qopts_new();
-    char size[32];
-    snprintf(size, sizeof(size), "%lld", (long long)len);
-    qopts_set(copts, "size", size);
-    qopts_set(copts, "backing_file", backing);
-    qopts_set(copts, "backing_fmt", bdrv_get_format_name(bs));
-    if (bdrv_create(qcow2, path, copts, errp) < 0) {
-        unlink(path);
-        free(path);
-        path = NULL;
-    }
-out:
-    qopts_free(copts);
-    free(backing);
-    bdrv_unref(bs);
-    return path;
-}
-
 /* The image named on the command line, or by the open command. */
 int qio_open_image(QioState *s, const char *name, const char *fmt, json_t *opts,
                    const QioOpenOpts *oo)
@@ -518,9 +447,7 @@ int qio_open_image(QioState *s, const char *name, const char *fmt, json_t *opts,
         json_decref(j);
     }
     if (oo->snapshot) {
-        QioOpenOpts sub = *oo;
-        sub.flags = flags;
-        snap = qio_create_snapshot(name, opts, fmt, &sub, &err);
+        snap = bdrv_create_temp_overlay(name, opts, fmt, flags, &err);
         if (!snap) {
             goto fail;
         }

@@ -31,7 +31,6 @@
 
 #define QKIT_NBD_VERSION "qemu-nbd 7.2.22 (qkit 0.1.0)\n"
 #define DEFAULT_PORT "10809"
-#define SNAPSHOT_TMPDIR "/var/tmp"
 /* Longest export name and description the protocol carries. */
 #define MAX_NBD_STRING 4096
 
@@ -495,71 +494,6 @@ static void nbd_tool_client_error(void *opaque, Error *err)
     error_report_err(err);
 }
 
-/*
- * -s: a temporary qcow2 overlay whose backing file is the image; returns its path
- * (the caller opens it, then unlinks it so it disappears with the process).
- */
-static char *nbd_tool_make_overlay(const char *name, json_t *opts, const char *fmt,
-                                   int flags, Error **errp)
-{
-    char *path = NULL, *backing = NULL;
-    QOpts *copts = NULL;
-    json_t *probe_opts = opts ? json_deep_copy(opts) : NULL;
-    int pflags = (flags & ~(BDRV_O_RDWR | BDRV_O_WRITETHROUGH)) | BDRV_O_FORCE_SHARE;
-    BlockDriverState *bs = bdrv_open(name, fmt, probe_opts, pflags, errp);
-    const BlockDriver *qcow2 = bdrv_find_format("qcow2");
-    char size[32];
-
-    if (!bs) {
-        return NULL;
-    }
-    int64_t len = bdrv_getlength(bs);
-    if (!qcow2 || len < 0) {
-        error_setg(errp, "Could not create temporary overlay");
-        goto out;
-    }
-    if (opts) {
-        json_t *all = json_deep_copy(opts);
-        char *dump = json_dumps(all, JSON_COMPACT);
-        json_decref(all);
-        if (asprintf(&backing, "json:%s", dump) < 0) {
-            abort();
-        }
-        free(dump);
-    } else {
-        char *abs = realpath(name, NULL);
-        backing = strdup(abs ? abs : name);
-        free(abs);
-    }
-    const char *dir = getenv("TMPDIR");
-    if (asprintf(&path, "%s/vl.XXXXXX", dir && *dir ? dir : SNAPSHOT_TMPDIR) < 0) {
-        abort();
-    }
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "Could not get temporary filename");
-        free(path);
-        path = NULL;
-        goto out;
-    }
-    close(fd);
-    copts = qopts_new();
-    snprintf(size, sizeof(size), "%" PRId64, len);
-    qopts_set(copts, "size", size);
-    qopts_set(copts, "backing_file", backing);
-    qopts_set(copts, "backing_fmt", bdrv_get_format_name(bs));
-    if (bdrv_create(qcow2, path, copts, errp) < 0) {
-        unlink(path);
-        free(path);
-        path = NULL;
-    }
-out:
-    qopts_free(copts);
-    free(backing);
-    bdrv_unref(bs);
-    return path;
-}
-
 /* Open the image as the options say; prints the error itself. */
 static BlockDriverState *nbd_tool_open(NbdToolOpts *o, const char *name)
 {
@@ -583,7 +517,7 @@ static BlockDriverState *nbd_tool_open(NbdToolOpts *o, const char *name)
     }
     bool probing = !o->fmt && !(opts && qdict_get_str(opts, "driver"));
     if (o->snapshot) {
-        char *overlay = nbd_tool_make_overlay(fname, opts, o->fmt, flags, &err);
+        char *overlay = bdrv_create_temp_overlay(fname, opts, o->fmt, flags, &err);
         if (!overlay) {
             goto fail;
         }
