@@ -438,6 +438,8 @@ int bdrv_load_vmstate(BlockDriverState *bs, void *buf, int64_t pos, int64_t byte
 int bdrv_parse_cache_mode(const char *mode, int *flags);
 /* Parse -i / aio= mode ("threads", "native", "io_uring") into BDRV_O_* flags. */
 int bdrv_parse_aio(const char *mode, int *flags);
+/* Parse -d / discard= mode ("ignore"/"off", "unmap"/"on") into BDRV_O_UNMAP. */
+int bdrv_parse_discard(const char *mode, int *flags);
 const char *prealloc_mode_str(PreallocMode m);
 /* Parse "off", "metadata", "falloc", "full"; -EINVAL for others. */
 int prealloc_mode_parse(const char *s, PreallocMode *m);

@@ -165,15 +165,9 @@ static int bdrv_apply_common_opts(json_t *options, int *flags, Error **errp)
         *flags = b ? (*flags | BDRV_O_NO_FLUSH) : (*flags & ~BDRV_O_NO_FLUSH);
     }
     const char *discard = qdict_get_str(options, "discard");
-    if (discard) {
-        if (!strcmp(discard, "unmap") || !strcmp(discard, "on")) {
-            *flags |= BDRV_O_UNMAP;
-        } else if (!strcmp(discard, "ignore") || !strcmp(discard, "off")) {
-            *flags &= ~BDRV_O_UNMAP;
-        } else {
-            error_setg(errp, "Invalid discard option");
-            return -EINVAL;
-        }
+    if (discard && bdrv_parse_discard(discard, flags) < 0) {
+        error_setg(errp, "Invalid discard option");
+        return -EINVAL;
     }
     return 0;
 }
@@ -1202,6 +1196,18 @@ int bdrv_parse_aio(const char *mode, int *flags)
         *flags |= BDRV_O_NATIVE_AIO;
     } else if (!strcmp(mode, "io_uring")) {
         *flags |= BDRV_O_IO_URING;
+    } else {
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int bdrv_parse_discard(const char *mode, int *flags)
+{
+    if (!strcmp(mode, "off") || !strcmp(mode, "ignore")) {
+        *flags &= ~BDRV_O_UNMAP;
+    } else if (!strcmp(mode, "on") || !strcmp(mode, "unmap")) {
+        *flags |= BDRV_O_UNMAP;
     } else {
         return -EINVAL;
     }

@@ -323,11 +323,7 @@ static int qio_parse_cache(QioOpenOpts *oo, const char *mode)
 /* -d / open -d. */
 static int qio_parse_discard(QioOpenOpts *oo, const char *mode)
 {
-    if (!strcmp(mode, "off") || !strcmp(mode, "ignore")) {
-        oo->flags &= ~BDRV_O_UNMAP;
-    } else if (!strcmp(mode, "on") || !strcmp(mode, "unmap")) {
-        oo->flags |= BDRV_O_UNMAP;
-    } else {
+    if (bdrv_parse_discard(mode, &oo->flags) < 0) {
         error_report("Invalid discard option: %s", mode);
         return -EINVAL;
     }

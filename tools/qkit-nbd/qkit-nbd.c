@@ -209,7 +209,7 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
         { "selinux-label", required_argument, NULL, OPT_SELINUX_LABEL },
         { NULL, 0, NULL, 0 },
     };
-    bool seen_cache = false, seen_aio = false, discard_unmap = false;
+    bool seen_cache = false, seen_aio = false;
     bool seen_per_device = false;
     const char *detect = NULL;
     Error *err = NULL;
@@ -247,11 +247,7 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
             }
             break;
         case OPT_DISCARD:
-            if (!strcmp(optarg, "ignore") || !strcmp(optarg, "off")) {
-                discard_unmap = false;
-            } else if (!strcmp(optarg, "unmap") || !strcmp(optarg, "on")) {
-                discard_unmap = true;
-            } else {
+            if (bdrv_parse_discard(optarg, &o->flags) < 0) {
                 error_report("Invalid discard mode `%s'", optarg);
                 return 1;
             }
@@ -419,13 +415,11 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
         error_report("--image-opts and -f are mutually exclusive");
         return 1;
     }
-    if (detect && o->detect_zeroes == NBD_DETECT_ZEROES_UNMAP && !discard_unmap) {
+    if (detect && o->detect_zeroes == NBD_DETECT_ZEROES_UNMAP &&
+        !(o->flags & BDRV_O_UNMAP)) {
         error_report("setting detect-zeroes to unmap is not allowed without setting "
                      "discard operation to unmap");
         return 1;
-    }
-    if (discard_unmap) {
-        o->flags |= BDRV_O_UNMAP;
     }
     if (o->tls_creds && o->device) {
         error_report("TLS is not supported with a host device");
