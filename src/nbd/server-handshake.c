@@ -44,8 +44,8 @@ NbdExport *nbd_server_find_export(NbdServer *srv, const char *name)
 }
 
 /* Send one option reply: header plus payload (and an optional second part). */
-static int send_rep2(NbdClient *client, uint32_t opt, uint32_t type, const void *p1,
-                     uint32_t len1, const void *p2, uint32_t len2)
+int nbd_opt_reply(NbdClient *client, uint32_t opt, uint32_t type, const void *p1,
+                  uint32_t len1, const void *p2, uint32_t len2)
 {
     NbdOptionReply rep = {
         .magic = htobe64(NBD_REP_MAGIC),
@@ -64,12 +64,11 @@ static int send_rep2(NbdClient *client, uint32_t opt, uint32_t type, const void 
 /* Send a reply with no payload (NBD_REP_ACK). */
 static int send_ack(NbdClient *client, uint32_t opt)
 {
-    return send_rep2(client, opt, NBD_REP_ACK, NULL, 0, NULL, 0);
+    return nbd_opt_reply(client, opt, NBD_REP_ACK, NULL, 0, NULL, 0);
 }
 
 /* Send an error reply carrying a human message, as QEMU does. */
-static int __attribute__((format(printf, 4, 5)))
-send_rep_err(NbdClient *client, uint32_t opt, uint32_t type, const char *fmt, ...)
+int nbd_opt_reply_err(NbdClient *client, uint32_t opt, uint32_t type, const char *fmt, ...)
 {
     char msg[REP_MSG_MAX];
     va_list ap;
@@ -81,7 +80,7 @@ send_rep_err(NbdClient *client, uint32_t opt, uint32_t type, const char *fmt, ..
     } else if ((size_t)n >= sizeof(msg)) {
         n = sizeof(msg) - 1;
     }
-    return send_rep2(client, opt, type, msg, n, NULL, 0);
+    return nbd_opt_reply(client, opt, type, msg, n, NULL, 0);
 }
 
 /* Send one NBD_REP_INFO: the info type then its payload. */
@@ -89,7 +88,7 @@ static int send_info(NbdClient *client, uint32_t opt, uint16_t info, const void 
                      uint32_t len)
 {
     uint16_t type = htobe16(info);
-    return send_rep2(client, opt, NBD_REP_INFO, &type, sizeof(type), payload, len);
+    return nbd_opt_reply(client, opt, NBD_REP_INFO, &type, sizeof(type), payload, len);
 }
 
 /* The transmission flags this client sees: the export's plus DF with structured replies. */
@@ -106,8 +105,8 @@ static uint16_t client_tx_flags(NbdClient *client, NbdExport *exp)
 static int handle_list(NbdClient *client, NbdOpt *o)
 {
     if (o->len) {
-        return send_rep_err(client, o->type, NBD_REP_ERR_INVALID,
-                            "no payload expected in option %s", nbd_opt_name(o->type));
+        return nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID,
+                                 "no payload expected in option %s", nbd_opt_name(o->type));
     }
     for (int i = 0; i < client->srv->nb_exports; i++) {
         NbdExport *exp = client->srv->exports[i];
@@ -124,8 +123,8 @@ static int handle_list(NbdClient *client, NbdOpt *o)
         if (dlen) {
             memcpy(payload + sizeof(hdr) + nlen, exp->description, dlen);
         }
-        int ret = send_rep2(client, o->type, NBD_REP_SERVER, payload,
-                            sizeof(hdr) + nlen + dlen, NULL, 0);
+        int ret = nbd_opt_reply(client, o->type, NBD_REP_SERVER, payload,
+                                sizeof(hdr) + nlen + dlen, NULL, 0);
         free(payload);
         if (ret < 0) {
             return ret;
@@ -164,16 +163,16 @@ static int handle_info(NbdClient *client, NbdOpt *o)
     int ret;
 
     if (o->len < INFO_NAME_LEN_SIZE + INFO_COUNT_SIZE) {
-        return send_rep_err(client, o->type, NBD_REP_ERR_INVALID,
-                            "Invalid length for option %s", nbd_opt_name(o->type));
+        return nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID,
+                                 "Invalid length for option %s", nbd_opt_name(o->type));
     }
     uint32_t namelen = nbd_get_be32(p);
     if (namelen > o->len - INFO_NAME_LEN_SIZE - INFO_COUNT_SIZE) {
-        return send_rep_err(client, o->type, NBD_REP_ERR_INVALID,
-                            "Invalid length for option %s", nbd_opt_name(o->type));
+        return nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID,
+                                 "Invalid length for option %s", nbd_opt_name(o->type));
     }
     if (namelen > NBD_MAX_STRING_SIZE) {
-        return send_rep_err(client, o->type, NBD_REP_ERR_INVALID, "export name too long");
+        return nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID, "export name too long");
     }
     memcpy(name, p + INFO_NAME_LEN_SIZE, namelen);
     name[namelen] = '\0';
@@ -182,8 +181,8 @@ static int handle_info(NbdClient *client, NbdOpt *o)
     p += INFO_COUNT_SIZE;
     if (o->len != INFO_NAME_LEN_SIZE + namelen + INFO_COUNT_SIZE +
                   (uint32_t)nreq * INFO_REQUEST_SIZE) {
-        return send_rep_err(client, o->type, NBD_REP_ERR_INVALID,
-                            "Data overrun for option %s", nbd_opt_name(o->type));
+        return nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID,
+                                 "Data overrun for option %s", nbd_opt_name(o->type));
     }
     for (uint16_t i = 0; i < nreq; i++) {
         uint16_t info = nbd_get_be16(p + i * INFO_REQUEST_SIZE);
@@ -194,13 +193,13 @@ static int handle_info(NbdClient *client, NbdOpt *o)
         }
     }
     if (strlen(name) != namelen) {
-        return send_rep_err(client, o->type, NBD_REP_ERR_INVALID,
-                            "export name contains a NUL byte");
+        return nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID,
+                                 "export name contains a NUL byte");
     }
     NbdExport *exp = nbd_server_find_export(client->srv, name);
     if (!exp) {
-        return send_rep_err(client, o->type, NBD_REP_ERR_UNKNOWN,
-                            "export '%s' not present", name);
+        return nbd_opt_reply_err(client, o->type, NBD_REP_ERR_UNKNOWN,
+                                 "export '%s' not present", name);
     }
     if (want_name) {
         ret = send_info(client, o->type, NBD_INFO_NAME, exp->name, strlen(exp->name));
@@ -217,7 +216,7 @@ static int handle_info(NbdClient *client, NbdOpt *o)
     }
     NbdInfoBlockSize bsz;
     block_sizes(exp, want_block_size || o->type == NBD_OPT_INFO, &bsz);
-    ret = send_rep2(client, o->type, NBD_REP_INFO, &bsz, sizeof(bsz), NULL, 0);
+    ret = nbd_opt_reply(client, o->type, NBD_REP_INFO, &bsz, sizeof(bsz), NULL, 0);
     if (ret < 0) {
         return ret;
     }
@@ -226,14 +225,14 @@ static int handle_info(NbdClient *client, NbdOpt *o)
         .size = htobe64(exp->size),
         .flags = htobe16(client_tx_flags(client, exp)),
     };
-    ret = send_rep2(client, o->type, NBD_REP_INFO, &ie, sizeof(ie), NULL, 0);
+    ret = nbd_opt_reply(client, o->type, NBD_REP_INFO, &ie, sizeof(ie), NULL, 0);
     if (ret < 0) {
         return ret;
     }
     /* A client that cannot honour alignment must say it knows about block sizes. */
     if (o->type == NBD_OPT_INFO && !want_block_size && exp->min_block > 1) {
-        return send_rep_err(client, o->type, NBD_REP_ERR_BLOCK_SIZE_REQD,
-                            "request NBD_INFO_BLOCK_SIZE to use this export");
+        return nbd_opt_reply_err(client, o->type, NBD_REP_ERR_BLOCK_SIZE_REQD,
+                                 "request NBD_INFO_BLOCK_SIZE to use this export");
     }
     ret = send_ack(client, o->type);
     if (ret < 0) {
@@ -284,8 +283,8 @@ static int handle_export_name(NbdClient *client, NbdOpt *o, Error **errp)
 static int handle_starttls(NbdClient *client, NbdOpt *o, Error **errp)
 {
     if (o->len) {
-        return send_rep_err(client, o->type, NBD_REP_ERR_INVALID,
-                            "no payload expected in option %s", nbd_opt_name(o->type));
+        return nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID,
+                                 "no payload expected in option %s", nbd_opt_name(o->type));
     }
     int ret = send_ack(client, o->type);
     if (ret < 0) {
@@ -358,8 +357,8 @@ static int handle_option_pre_tls(NbdClient *client, NbdOpt *o, Error **errp)
         error_setg(errp, "Option 0x%" PRIx32 " not permitted before TLS", o->type);
         return -EINVAL;
     }
-    int ret = send_rep_err(client, o->type, NBD_REP_ERR_TLS_REQD,
-                           "Option 0x%" PRIx32 " not permitted before TLS", o->type);
+    int ret = nbd_opt_reply_err(client, o->type, NBD_REP_ERR_TLS_REQD,
+                                "Option 0x%" PRIx32 " not permitted before TLS", o->type);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "write failed");
         return ret;
@@ -390,18 +389,18 @@ static int handle_option(NbdClient *client, NbdOpt *o, Error **errp)
         break;
     case NBD_OPT_STARTTLS:
         if (client->conn.tls) {
-            ret = send_rep_err(client, o->type, NBD_REP_ERR_INVALID, "TLS already enabled");
+            ret = nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID, "TLS already enabled");
         } else {
-            ret = send_rep_err(client, o->type, NBD_REP_ERR_POLICY, "TLS not configured");
+            ret = nbd_opt_reply_err(client, o->type, NBD_REP_ERR_POLICY, "TLS not configured");
         }
         break;
     case NBD_OPT_STRUCTURED_REPLY:
         if (o->len) {
-            ret = send_rep_err(client, o->type, NBD_REP_ERR_INVALID,
-                               "no payload expected in option %s", nbd_opt_name(o->type));
+            ret = nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID,
+                                    "no payload expected in option %s", nbd_opt_name(o->type));
         } else if (client->structured_reply) {
-            ret = send_rep_err(client, o->type, NBD_REP_ERR_INVALID,
-                               "structured reply already negotiated");
+            ret = nbd_opt_reply_err(client, o->type, NBD_REP_ERR_INVALID,
+                                    "structured reply already negotiated");
         } else {
             ret = send_ack(client, o->type);
             client->structured_reply = true;
@@ -411,9 +410,9 @@ static int handle_option(NbdClient *client, NbdOpt *o, Error **errp)
     case NBD_OPT_SET_META_CONTEXT:
         return nbd_negotiate_meta_context(client, o->type, o->data, o->len, errp);
     default:
-        ret = send_rep_err(client, o->type, NBD_REP_ERR_UNSUP,
-                           "Unsupported option %" PRIu32 " (%s)", o->type,
-                           nbd_opt_name(o->type));
+        ret = nbd_opt_reply_err(client, o->type, NBD_REP_ERR_UNSUP,
+                                "Unsupported option %" PRIu32 " (%s)", o->type,
+                                nbd_opt_name(o->type));
         break;
     }
     if (ret < 0) {

@@ -79,6 +79,12 @@ void nbd_conn_close(NbdConn *conn);
 /* server-handshake.c: the option haggling; 1 = transmission, 0 = client left. */
 int nbd_negotiate(NbdClient *client, Error **errp);
 NbdExport *nbd_server_find_export(NbdServer *srv, const char *name);
+/* Send one option reply: its header, then p1 and p2 (either may be empty). */
+int nbd_opt_reply(NbdClient *client, uint32_t opt, uint32_t type, const void *p1,
+                  uint32_t len1, const void *p2, uint32_t len2);
+/* Send an error reply of type to opt whose payload is the formatted message. */
+int __attribute__((format(printf, 4, 5)))
+nbd_opt_reply_err(NbdClient *client, uint32_t opt, uint32_t type, const char *fmt, ...);
 
 /* server-meta.c: meta context options and block status replies. */
 int nbd_negotiate_meta_context(NbdClient *client, uint32_t opt, const uint8_t *data,

@@ -19,31 +19,6 @@
 #define CTX_BITMAP    "dirty-bitmap:"
 #define LEN_FIELD     4    /* be32 length before a name or a query */
 #define COUNT_FIELD   4    /* be32 number of queries */
-#define REP_MSG_MAX   512
-
-/* Send one option reply (error replies carry msg). */
-static int meta_rep(NbdClient *client, uint32_t opt, uint32_t type, const void *p1,
-                    uint32_t l1, const void *p2, uint32_t l2)
-{
-    NbdOptionReply rep = {
-        .magic = htobe64(NBD_REP_MAGIC),
-        .option = htobe32(opt),
-        .type = htobe32(type),
-        .length = htobe32(l1 + l2),
-    };
-    struct iovec iov[3] = {
-        { .iov_base = &rep, .iov_len = sizeof(rep) },
-        { .iov_base = (void *)p1, .iov_len = l1 },
-        { .iov_base = (void *)p2, .iov_len = l2 },
-    };
-    return nbd_conn_writev(&client->conn, iov, 3);
-}
-
-/* An error reply with a message. */
-static int meta_err(NbdClient *client, uint32_t opt, uint32_t type, const char *msg)
-{
-    return meta_rep(client, opt, type, msg, strlen(msg), NULL, 0);
-}
 
 /* One NBD_REP_META_CONTEXT naming id (name is prefix + suffix). */
 static int meta_send_context(NbdClient *client, uint32_t opt, uint32_t id,
@@ -52,7 +27,7 @@ static int meta_send_context(NbdClient *client, uint32_t opt, uint32_t id,
     char name[NBD_MAX_STRING_SIZE * 2];
     int n = snprintf(name, sizeof(name), "%s%s", prefix, suffix ? suffix : "");
     NbdMetaContextReply hdr = { .context_id = htobe32(id) };
-    return meta_rep(client, opt, NBD_REP_META_CONTEXT, &hdr, sizeof(hdr), name, n);
+    return nbd_opt_reply(client, opt, NBD_REP_META_CONTEXT, &hdr, sizeof(hdr), name, n);
 }
 
 /*
@@ -103,26 +78,24 @@ int nbd_negotiate_meta_context(NbdClient *client, uint32_t opt, const uint8_t *d
     bool list = opt == NBD_OPT_LIST_META_CONTEXT;
     char name[NBD_MAX_STRING_SIZE + 1];
     NbdMetaSelection sel = { 0 };
-    char msg[REP_MSG_MAX];
     uint32_t pos = 0;
     int ret;
 
     if (!list && !client->structured_reply) {
-        snprintf(msg, sizeof(msg),
-                 "request option '%s' when structured reply is not negotiated",
-                 nbd_opt_name(opt));
-        ret = meta_err(client, opt, NBD_REP_ERR_INVALID, msg);
+        ret = nbd_opt_reply_err(client, opt, NBD_REP_ERR_INVALID,
+                                "request option '%s' when structured reply is not "
+                                "negotiated", nbd_opt_name(opt));
         goto out;
     }
     if (len < LEN_FIELD) {
-        ret = meta_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
+        ret = nbd_opt_reply_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
         goto out;
     }
     uint32_t namelen = nbd_get_be32(data);
     pos = LEN_FIELD;
     if (namelen > NBD_MAX_STRING_SIZE || namelen > len - pos ||
         len - pos - namelen < COUNT_FIELD) {
-        ret = meta_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
+        ret = nbd_opt_reply_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
         goto out;
     }
     memcpy(name, data + pos, namelen);
@@ -133,19 +106,19 @@ int nbd_negotiate_meta_context(NbdClient *client, uint32_t opt, const uint8_t *d
 
     NbdExport *exp = nbd_server_find_export(client->srv, name);
     if (!exp || strlen(name) != namelen) {
-        snprintf(msg, sizeof(msg), "export '%s' not present", name);
-        ret = meta_err(client, opt, NBD_REP_ERR_UNKNOWN, msg);
+        ret = nbd_opt_reply_err(client, opt, NBD_REP_ERR_UNKNOWN, "export '%s' not present",
+                                name);
         goto out;
     }
     for (uint32_t i = 0; i < nq; i++) {
         if (len - pos < LEN_FIELD) {
-            ret = meta_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
+            ret = nbd_opt_reply_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
             goto out;
         }
         uint32_t qlen = nbd_get_be32(data + pos);
         pos += LEN_FIELD;
         if (qlen > len - pos) {
-            ret = meta_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
+            ret = nbd_opt_reply_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
             goto out;
         }
         /* Queries longer than the spec's string limit are ignored, not errors. */
@@ -155,7 +128,7 @@ int nbd_negotiate_meta_context(NbdClient *client, uint32_t opt, const uint8_t *d
         pos += qlen;
     }
     if (pos != len) {
-        ret = meta_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
+        ret = nbd_opt_reply_err(client, opt, NBD_REP_ERR_INVALID, "Invalid length for option");
         goto out;
     }
     if (list && nq == 0) {
@@ -189,7 +162,7 @@ int nbd_negotiate_meta_context(NbdClient *client, uint32_t opt, const uint8_t *d
         sel.count = sel.base_allocation + sel.allocation_depth + sel.bitmap;
         client->meta = sel;
     }
-    ret = meta_rep(client, opt, NBD_REP_ACK, NULL, 0, NULL, 0);
+    ret = nbd_opt_reply(client, opt, NBD_REP_ACK, NULL, 0, NULL, 0);
 out:
     if (ret < 0) {
         error_setg_errno(errp, -ret, "write failed");
