@@ -772,7 +772,7 @@ static int qcow2_open(BlockDriverState *bs, json_t *options, int flags, Error **
         ret = -EACCES;
         goto fail;
     }
-    if (s->refcount_order > QCOW2_MAX_REFCOUNT_ORDER) {
+    if ((unsigned)s->refcount_order > QCOW2_MAX_REFCOUNT_ORDER) {
         error_setg(errp, "Reference count entry width too large; may not exceed 64 bits");
         ret = -EINVAL;
         goto fail;
