@@ -21,6 +21,8 @@
 #define L1_ENTRIES_PER_WRITE 64  /* write L1 updates a 512-byte sector at a time */
 /* Upper bound of one metadata preallocation / zeroing step. */
 #define QCOW2_MAX_STEP_BYTES (1ULL << 30)
+/* Guest bytes preallocation handles per request, as QEMU (the largest int). */
+#define QCOW2_PREALLOC_CHUNK INT32_MAX
 
 uint64_t qcow2_get_l2_entry(const BDRVQcow2State *s, const uint64_t *l2, int idx)
 {
@@ -1360,7 +1362,19 @@ int qcow2_preallocate(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t last_host = 0, last_len = 0;
+    /*
+     * As QEMU: each run of new clusters first tries to continue the previous run in
+     * the file (taking as many clusters as are free there), and only then looks for a
+     * free range anywhere. The preference starts afresh every QCOW2_PREALLOC_CHUNK.
+     */
+    uint64_t chunk = ROUND_DOWN((uint64_t)QCOW2_PREALLOC_CHUNK, s->cluster_size);
+    uint64_t chunk_end = offset + chunk;
+    uint64_t next_host = 0;         /* where the previous run ended, 0 for none */
     while (bytes) {
+        if (offset >= chunk_end) {
+            chunk_end = offset + chunk;
+            next_host = 0;
+        }
         uint64_t *l2;
         int l2_index;
         int ret = get_cluster_table(bs, offset, &l2, &l2_index);
@@ -1378,9 +1392,23 @@ int qcow2_preallocate(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
                 break;
             }
         }
+        int64_t h = -1;
+        if (!keep && next_host) {
+            int64_t got = qcow2_alloc_clusters_at(bs, next_host, (int64_t)k);
+            if (got < 0) {
+                qcow2_cache_put(s->l2_table_cache, (void **)&l2);
+                return (int)got;
+            }
+            if (got > 0) {
+                h = (int64_t)next_host;
+                k = (uint64_t)got;
+            }
+        }
         uint64_t cur = QKIT_MIN(bytes, k * s->cluster_size - in_cluster);
         if (!keep) {
-            int64_t h = qcow2_alloc_clusters(bs, k * s->cluster_size);
+            if (h < 0) {
+                h = qcow2_alloc_clusters(bs, k * s->cluster_size);
+            }
             if (h < 0) {
                 qcow2_cache_put(s->l2_table_cache, (void **)&l2);
                 return (int)h;
@@ -1399,8 +1427,11 @@ int qcow2_preallocate(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
             }
             qcow2_cache_entry_mark_dirty(s->l2_table_cache, l2);
             last_host = (uint64_t)h + in_cluster;
+            next_host = (uint64_t)h + k * s->cluster_size;
         } else {
             last_host = (e0 & L2E_OFFSET_MASK) + in_cluster;
+            uint64_t last = qcow2_get_l2_entry(s, l2, l2_index + (int)k - 1);
+            next_host = (last & L2E_OFFSET_MASK) + s->cluster_size;
         }
         last_len = cur;
         qcow2_cache_put(s->l2_table_cache, (void **)&l2);
