@@ -476,8 +476,11 @@ static int file_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t by
         }
         return -ENOTSUP;
     }
-    if ((int64_t)offset >= len) {
-        /* Entirely past the end: growing the file is enough. */
+    /*
+     * Without MAY_UNMAP the zeroes stay allocated (ZERO_RANGE, also past the end), as
+     * QEMU leaves them: `map` then still reports data there. With it, a hole will do.
+     */
+    if ((flags & BDRV_REQ_MAY_UNMAP) && (int64_t)offset >= len) {
         return file_extend_to(s, len, offset + bytes);
     }
     if (flags & BDRV_REQ_MAY_UNMAP) {
@@ -488,6 +491,10 @@ static int file_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t by
         }
     }
     if (fallocate(s->fd, FALLOC_FL_ZERO_RANGE, offset, bytes) == 0) {
+        return 0;
+    }
+    /* Last resort past the end: plain allocation reads as zeroes too. */
+    if ((int64_t)offset >= len && fallocate(s->fd, 0, offset, bytes) == 0) {
         return 0;
     }
     return -ENOTSUP;

@@ -720,6 +720,19 @@ static int do_cow(BlockDriverState *bs, uint64_t guest, uint64_t host, uint64_t 
         return -ENOMEM;
     }
     int ret = qcow2_pread(bs, guest, len, tmp, 0);
+    if (ret == 0 && buffer_is_zero(tmp, len)) {
+        /*
+         * Zeroes (a new cluster with nothing below it): let the file zero the range
+         * cheaply (fallocate) instead of writing a zero buffer, as QEMU does.
+         */
+        ret = bdrv_pwrite_zeroes(bs->file, (int64_t)host, (int64_t)len,
+                                 BDRV_REQ_NO_FALLBACK);
+        if (ret == 0) {
+            free(tmp);
+            return 0;
+        }
+        ret = 0;
+    }
     if (ret == 0) {
         ret = bdrv_pwrite(bs->file, (int64_t)host, (int64_t)len, tmp, 0);
     }
