@@ -287,6 +287,8 @@ static int change_refcount_order(BlockDriverState *bs, int order, Error **errp)
     uint64_t allocated_table_size = 0;
     int ret;
 
+    /* New refcount structures go to free clusters: discard the freed ones first. */
+    qcow2_process_discards(bs);
     n.block_entries = 1ULL << (s->cluster_bits - (order - 3));
     do {
         n.allocated = false;

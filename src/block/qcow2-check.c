@@ -896,6 +896,8 @@ static int rebuild_refcount_structure(CheckState *c, BdrvCheckResult *res)
     uint64_t reftable_clusters = 0;
     int ret;
 
+    /* New refcount structures go to free clusters: discard the freed ones first. */
+    qcow2_process_discards(c->bs);
     ret = qcow2_cache_empty(c->bs, s->refcount_block_cache);
     if (ret < 0) {
         res->check_errors++;

@@ -58,6 +58,94 @@ void qcow2_refcount_close(BlockDriverState *bs)
     s->refcount_table = NULL;
 }
 
+/* First queue size, in regions; it doubles as needed. */
+#define QCOW2_DISCARDS_INITIAL 16
+
+/* Called when a cluster's refcount drops to 0: queue it for discarding in bs->file. */
+static int queue_discard(BDRVQcow2State *s, uint64_t offset, uint64_t bytes)
+{
+    if (s->nb_discards) {
+        Qcow2DiscardRegion *last = &s->discards[s->nb_discards - 1];
+        if (last->offset + last->bytes == offset) {
+            last->bytes += bytes;
+            return 0;
+        }
+        if (offset + bytes == last->offset) {
+            last->offset = offset;
+            last->bytes += bytes;
+            return 0;
+        }
+    }
+    if (s->nb_discards == s->discards_alloc) {
+        size_t n = s->discards_alloc ? s->discards_alloc * 2 : QCOW2_DISCARDS_INITIAL;
+        Qcow2DiscardRegion *p = realloc(s->discards, n * sizeof(*p));
+        if (!p) {
+            return -ENOMEM;
+        }
+        s->discards = p;
+        s->discards_alloc = n;
+    }
+    s->discards[s->nb_discards++] = (Qcow2DiscardRegion){ offset, bytes };
+    return 0;
+}
+
+/*
+ * Called when a cluster is allocated again (refcount 0 -> n): it must leave the queue,
+ * or the discard would wipe its new contents.
+ */
+static void unqueue_discard(BDRVQcow2State *s, uint64_t offset, uint64_t bytes)
+{
+    for (size_t i = 0; i < s->nb_discards; i++) {
+        Qcow2DiscardRegion *d = &s->discards[i];
+        uint64_t end = d->offset + d->bytes;
+        if (offset >= end || offset + bytes <= d->offset) {
+            continue;
+        }
+        if (offset <= d->offset && offset + bytes >= end) {
+            /* Covered: drop it (order does not matter). */
+            *d = s->discards[--s->nb_discards];
+            i--;
+        } else if (offset <= d->offset) {
+            d->bytes = end - (offset + bytes);
+            d->offset = offset + bytes;
+        } else if (offset + bytes >= end) {
+            d->bytes = offset - d->offset;
+        } else {
+            /* The middle goes: keep the head here, queue the tail (or lose it). */
+            d->bytes = offset - d->offset;
+            if (queue_discard(s, offset + bytes, end - (offset + bytes)) < 0) {
+                /* Not discarding is always safe. */
+            }
+        }
+    }
+}
+
+void qcow2_drop_discards(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    free(s->discards);
+    s->discards = NULL;
+    s->nb_discards = 0;
+    s->discards_alloc = 0;
+}
+
+void qcow2_process_discards(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    if (!s->nb_discards) {
+        return;
+    }
+    /* The L2 tables (and refcount blocks) that dropped the clusters go to disk first. */
+    if (qcow2_flush_caches(bs) == 0) {
+        for (size_t i = 0; i < s->nb_discards; i++) {
+            /* Best effort: a failed discard leaves the space allocated, nothing worse. */
+            bdrv_pdiscard(bs->file, (int64_t)s->discards[i].offset,
+                          (int64_t)s->discards[i].bytes);
+        }
+    }
+    qcow2_drop_discards(bs);
+}
+
 /* Remember the highest refcount table entry in use. */
 static void update_max_refcount_table_index(BDRVQcow2State *s)
 {
@@ -276,6 +364,10 @@ int64_t qcow2_refcount_area(BlockDriverState *bs, uint64_t start_offset,
     }
     uint64_t table_offset = start_offset + additional_blocks * s->cluster_size;
     uint64_t end_offset = table_offset + table_clusters * s->cluster_size;
+    /* The area is written directly: freed clusters there must not be discarded later. */
+    if (s->nb_discards) {
+        unqueue_discard(s, start_offset, end_offset - start_offset);
+    }
 
     int ret = 0;
     uint64_t block_offset = start_offset;
@@ -467,12 +559,6 @@ static int alloc_refcount_block(BlockDriverState *bs, uint64_t cluster_index, vo
     return -EAGAIN;
 }
 
-/* A freed range waiting to be discarded in bs->file. */
-typedef struct DiscardRange {
-    uint64_t offset;
-    uint64_t bytes;
-} DiscardRange;
-
 int qcow2_update_refcount(BlockDriverState *bs, int64_t offset, int64_t length,
                           uint64_t addend, bool decrease, Qcow2DiscardType type)
 {
@@ -495,7 +581,6 @@ int qcow2_update_refcount(BlockDriverState *bs, int64_t offset, int64_t length,
     uint64_t last = qcow2_start_of_cluster(s, (uint64_t)offset + (uint64_t)length - 1);
     uint64_t old_rt_index = UINT64_MAX;
     void *rb = NULL;
-    DiscardRange disc = { 0, 0 };
     uint64_t cluster_offset;
     ret = 0;
     for (cluster_offset = start; cluster_offset <= last; cluster_offset += s->cluster_size) {
@@ -524,6 +609,9 @@ int qcow2_update_refcount(BlockDriverState *bs, int64_t offset, int64_t length,
             ret = -EINVAL;
             goto fail;
         }
+        if (!decrease && refcount == 0 && s->nb_discards) {
+            unqueue_discard(s, cluster_offset, s->cluster_size);
+        }
         refcount = decrease ? refcount - addend : refcount + addend;
         if (refcount == 0 && cluster_index < s->free_cluster_index) {
             s->free_cluster_index = cluster_index;
@@ -536,16 +624,10 @@ int qcow2_update_refcount(BlockDriverState *bs, int64_t offset, int64_t length,
                 qcow2_cache_discard(s->refcount_block_cache, cluster_offset);
             }
             qcow2_cache_discard(s->l2_table_cache, cluster_offset);
-            if (s->discard_passthrough[type]) {
-                if (disc.bytes && disc.offset + disc.bytes == cluster_offset) {
-                    disc.bytes += s->cluster_size;
-                } else {
-                    if (disc.bytes) {
-                        bdrv_pdiscard(bs->file, (int64_t)disc.offset, (int64_t)disc.bytes);
-                    }
-                    disc.offset = cluster_offset;
-                    disc.bytes = s->cluster_size;
-                }
+            /* Not now: the tables that pointed here may not be on disk yet. */
+            if (s->discard_passthrough[type] && !s->unusable) {
+                /* Without memory the cluster simply stays in the file. */
+                (void)queue_discard(s, cluster_offset, s->cluster_size);
             }
         }
     }
@@ -558,10 +640,6 @@ fail:
         /* Undo what was changed before the failure. */
         qcow2_update_refcount(bs, (int64_t)start, (int64_t)(cluster_offset - start), addend,
                               !decrease, QCOW2_DISCARD_NEVER);
-    }
-    if (ret == 0 && disc.bytes) {
-        /* Best effort: a failed discard leaves the space allocated, nothing worse. */
-        bdrv_pdiscard(bs->file, (int64_t)disc.offset, (int64_t)disc.bytes);
     }
     return ret;
 }
@@ -821,6 +899,8 @@ int qcow2_make_completely_empty(BlockDriverState *bs)
     uint64_t reftable_entries = cs / REFTABLE_ENTRY_SIZE;
     int ret;
 
+    /* Freed ranges refer to the old layout: discard them before it is replaced. */
+    qcow2_process_discards(bs);
     /* Whatever the caches hold describes clusters about to go: write and drop it. */
     ret = qcow2_cache_empty(bs, s->l2_table_cache);
     if (ret == 0) {

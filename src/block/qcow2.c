@@ -14,6 +14,7 @@
 #include "block/qcow2.h"
 #include "qkit/cutils.h"
 
+#define NSEC_PER_SEC 1000000000LL
 #define QCOW2_PROBE_SCORE 100
 #define QCOW2_DEFAULT_L2_CACHE_MAX (32 * QKIT_MiB)
 #define QCOW2_MIN_L2_CACHE_TABLES 2
@@ -648,6 +649,7 @@ static void qcow2_free_state(BlockDriverState *bs)
     qcow2_cache_destroy(s->refcount_block_cache);
     s->l2_table_cache = s->refcount_block_cache = NULL;
     qcow2_refcount_close(bs);
+    qcow2_drop_discards(bs);
     free(s->l1_table);
     s->l1_table = NULL;
     free(s->unknown_header_fields);
@@ -980,6 +982,7 @@ static void qcow2_close(BlockDriverState *bs)
     }
     qcow2_bitmaps_close(bs);
     if (!bs->read_only) {
+        qcow2_process_discards(bs);
         if (qcow2_write_caches(bs) == 0) {
             qcow2_mark_clean(bs);
         }
@@ -1003,6 +1006,7 @@ static int qcow2_reopen(BlockDriverState *bs, int flags, Error **errp)
         if (qcow2_bitmaps_reopen(bs, false, errp) < 0) {
             return -EINVAL;
         }
+        qcow2_process_discards(bs);
         int ret = qcow2_flush_caches(bs);
         if (ret == 0) {
             ret = qcow2_mark_clean(bs);
@@ -1020,9 +1024,11 @@ static int qcow2_reopen(BlockDriverState *bs, int flags, Error **errp)
 static int qcow2_flush(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
+    qcow2_process_discards(bs);
     int ret = qcow2_write_caches(bs);
+    int64_t clean_ns = (int64_t)s->cache_clean_interval * NSEC_PER_SEC;
     if (ret == 0 && s->cache_clean_interval &&
-        qkit_clock_ns() - s->last_cache_clean_ns > (int64_t)s->cache_clean_interval * 1000000000LL) {
+        qkit_clock_ns() - s->last_cache_clean_ns > clean_ns) {
         qcow2_cache_clean_unused(s->l2_table_cache);
         qcow2_cache_clean_unused(s->refcount_block_cache);
         s->last_cache_clean_ns = qkit_clock_ns();
@@ -1142,6 +1148,8 @@ static int qcow2_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
             error_setg_errno(errp, -ret, "Failed to discard unused refblocks");
             return ret;
         }
+        /* What was cropped goes from the file before its tail is cut. */
+        qcow2_process_discards(bs);
         int64_t old_file_size = bdrv_getlength(bs->file);
         if (old_file_size < 0) {
             error_setg_errno(errp, (int)-old_file_size, "Failed to inquire current file length");
@@ -1246,6 +1254,107 @@ static int qcow2_change_backing_file(BlockDriverState *bs, const char *backing_f
     return 0;
 }
 
+/*
+ * ---- Operations that free clusters ----
+ * Each ends by discarding what it freed in bs->file, once the tables that stopped
+ * pointing there are on disk (qcow2_process_discards).
+ */
+
+/* Driver pwrite: guest write (COW may free an old compressed or shared cluster). */
+static int qcow2_pwrite_op(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                           const void *buf, int flags)
+{
+    int ret = qcow2_pwrite(bs, offset, bytes, buf, flags);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver pwrite_compressed_cluster: convert -c, replacing whatever was there. */
+static int qcow2_pwrite_compressed_op(BlockDriverState *bs, uint64_t offset,
+                                      const void *data, size_t len)
+{
+    int ret = qcow2_pwrite_compressed_cluster(bs, offset, data, len);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver pwrite_zeroes: zero clusters, unmapping them with BDRV_REQ_MAY_UNMAP. */
+static int qcow2_pwrite_zeroes_op(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                                  int flags)
+{
+    int ret = qcow2_pwrite_zeroes(bs, offset, bytes, flags);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver pdiscard: guest discard. */
+static int qcow2_pdiscard_op(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
+{
+    int ret = qcow2_pdiscard(bs, offset, bytes);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver truncate: shrinking drops clusters; growing may move the L1 table. */
+static int qcow2_truncate_op(BlockDriverState *bs, uint64_t offset, bool exact,
+                             PreallocMode prealloc, Error **errp)
+{
+    int ret = qcow2_truncate(bs, offset, exact, prealloc, errp);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver make_empty: commit drops the top image's clusters. */
+static int qcow2_make_empty_op(BlockDriverState *bs)
+{
+    int ret = qcow2_make_empty(bs);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver check: repairs free leaked clusters and moved tables. */
+static int qcow2_check_op(BlockDriverState *bs, BdrvCheckResult *res, int fix)
+{
+    int ret = qcow2_check(bs, res, fix);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver amend: refcount width and version changes rewrite and free tables. */
+static int qcow2_amend_op(BlockDriverState *bs, QOpts *opts, bool force, Error **errp)
+{
+    int ret = qcow2_amend(bs, opts, force, errp);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver snapshot_create: the old snapshot table is freed. */
+static int qcow2_snapshot_create_op(BlockDriverState *bs, QkitSnapshotInfo *info,
+                                    Error **errp)
+{
+    int ret = qcow2_snapshot_create(bs, info, errp);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver snapshot_goto: the active image's own clusters are freed. */
+static int qcow2_snapshot_goto_op(BlockDriverState *bs, const char *snapshot_id,
+                                  Error **errp)
+{
+    int ret = qcow2_snapshot_goto(bs, snapshot_id, errp);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
+/* Driver snapshot_delete: the snapshot's clusters are freed. */
+static int qcow2_snapshot_delete_op(BlockDriverState *bs, const char *snapshot_id,
+                                    const char *name, Error **errp)
+{
+    int ret = qcow2_snapshot_delete(bs, snapshot_id, name, errp);
+    qcow2_process_discards(bs);
+    return ret;
+}
+
 const BlockDriver bdrv_qcow2 = {
     .format_name = "qcow2",
     .instance_size = sizeof(BDRVQcow2State),
@@ -1256,29 +1365,29 @@ const BlockDriver bdrv_qcow2 = {
     .close = qcow2_close,
     .reopen = qcow2_reopen,
     .pread = qcow2_pread,
-    .pwrite = qcow2_pwrite,
+    .pwrite = qcow2_pwrite_op,
     .map_io = qcow2_map_io,
     .compress_cluster = qcow2_compress_cluster,
-    .pwrite_compressed_cluster = qcow2_pwrite_compressed_cluster,
-    .pwrite_zeroes = qcow2_pwrite_zeroes,
-    .pdiscard = qcow2_pdiscard,
+    .pwrite_compressed_cluster = qcow2_pwrite_compressed_op,
+    .pwrite_zeroes = qcow2_pwrite_zeroes_op,
+    .pdiscard = qcow2_pdiscard_op,
     .flush = qcow2_flush,
     .block_status = qcow2_block_status,
-    .truncate = qcow2_truncate,
+    .truncate = qcow2_truncate_op,
     .getlength = qcow2_getlength,
     .has_zero_init = qcow2_has_zero_init,
     .create = qcow2_create,
     .create_opts = qcow2_create_opts,
     .get_info = qcow2_get_info,
     .get_specific_info = qcow2_get_specific_info,
-    .make_empty = qcow2_make_empty,
+    .make_empty = qcow2_make_empty_op,
     .change_backing_file = qcow2_change_backing_file,
     .measure = qcow2_measure,
-    .check = qcow2_check,
-    .amend = qcow2_amend,
-    .snapshot_create = qcow2_snapshot_create,
-    .snapshot_goto = qcow2_snapshot_goto,
-    .snapshot_delete = qcow2_snapshot_delete,
+    .check = qcow2_check_op,
+    .amend = qcow2_amend_op,
+    .snapshot_create = qcow2_snapshot_create_op,
+    .snapshot_goto = qcow2_snapshot_goto_op,
+    .snapshot_delete = qcow2_snapshot_delete_op,
     .snapshot_list = qcow2_snapshot_list,
     .snapshot_load_tmp = qcow2_snapshot_load_tmp,
     .save_vmstate = qcow2_save_vmstate,

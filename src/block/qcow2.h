@@ -20,6 +20,9 @@
  * a cluster is freed only after the last reference to it is on disk. The caches carry
  * a dependency (L2 cache depends on the refcount cache) so that flushing writes
  * refcount blocks before the L2 tables that use them; the L1 table is written after.
+ * Freed clusters are queued, and discarded in bs->file only at the end of the operation
+ * once the caches are written and flushed (qcow2_process_discards); a cluster allocated
+ * again before that leaves the queue.
  */
 #ifndef QKIT_QCOW2_H
 #define QKIT_QCOW2_H
@@ -249,6 +252,12 @@ typedef enum Qcow2DiscardType {
 
 typedef struct Qcow2Cache Qcow2Cache;
 
+/* A freed range of bs->file waiting to be discarded (see qcow2_process_discards). */
+typedef struct Qcow2DiscardRegion {
+    uint64_t offset;
+    uint64_t bytes;
+} Qcow2DiscardRegion;
+
 typedef struct BDRVQcow2State {
     /* Header fields, host byte order. */
     uint32_t qcow_version;
@@ -309,6 +318,10 @@ typedef struct BDRVQcow2State {
     bool signaled_corruption;       /* print the "marking corrupt" message once */
     bool unusable;                  /* fatal corruption: no more I/O or metadata writes */
     bool discard_passthrough[QCOW2_DISCARD_MAX];
+    /* Freed clusters to discard once no metadata on disk points at them. */
+    Qcow2DiscardRegion *discards;
+    size_t nb_discards;
+    size_t discards_alloc;
     bool metadata_preallocation_checked;
     bool metadata_preallocation;    /* block_status asks the file whether data is zero */
 
@@ -569,6 +582,16 @@ int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size);
 int64_t qcow2_alloc_clusters_at(BlockDriverState *bs, uint64_t offset, int64_t nb_clusters);
 /* Allocate size (<= cluster) bytes for compressed data, packed after the last ones. */
 int64_t qcow2_alloc_bytes(BlockDriverState *bs, int size);
+/*
+ * Discard the freed ranges queued by qcow2_update_refcount in bs->file, after writing
+ * the caches and flushing bs->file, so that no metadata on disk still points at them
+ * when they go (a crash in between must not leave a table pointing at a hole). Called
+ * at the end of each driver operation that frees clusters, at flush and at close.
+ * Discarding is advisory: on failure the queue is dropped and the space stays in use.
+ */
+void qcow2_process_discards(BlockDriverState *bs);
+/* Forget the queued discards without doing them (the file is being laid out anew). */
+void qcow2_drop_discards(BlockDriverState *bs);
 /* Drop one reference from every cluster of [offset, offset+size). */
 void qcow2_free_clusters(BlockDriverState *bs, int64_t offset, int64_t size,
                          Qcow2DiscardType type);

@@ -140,3 +140,69 @@ prealloc_case() {
 prealloc_case cluster_size=512,refcount_bits=2 128M
 prealloc_case cluster_size=512,refcount_bits=1 256M
 prealloc_case cluster_size=512,refcount_bits=2 100M 300M
+
+# ---------------------------------------------------------------- discard after metadata
+# A freed cluster may be punched out of the file only once the table that stopped
+# pointing at it is written and flushed: otherwise a crash in between leaves a table
+# pointing at a hole. strace shows the order of the writes, syncs and punches.
+# punch_after NAME TRACE DATA_OFFSET META_OFFSET: in the strace log, the punch covering
+# DATA_OFFSET comes after a write covering META_OFFSET and a sync after that write.
+punch_after() {
+    local out
+    if out=$(python3 -S - "$2" "$3" "$4" 2>&1 <<'EOF'
+import re, sys
+log, data, meta = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3], 0)
+wrote = synced = False
+for line in open(log):
+    m = re.search(r'pwrite(?:64|v2?)\(\d+, .*, (\d+), (\d+)\) = \d+$', line)
+    if m and 'pwrite64' in line:
+        n, off = int(m.group(1)), int(m.group(2))
+        if off <= meta < off + n:
+            wrote, synced = True, False
+        continue
+    if re.search(r'f(data)?sync\(\d+\)\s+= 0', line):
+        synced = synced or wrote
+        continue
+    m = re.search(r'fallocate\(\d+, [A-Z_|]*PUNCH_HOLE[A-Z_|]*, (\d+), (\d+)\)', line)
+    if m and int(m.group(1)) <= data < int(m.group(1)) + int(m.group(2)):
+        if not wrote:
+            sys.exit('punched %#x before writing the metadata at %#x' % (data, meta))
+        if not synced:
+            sys.exit('punched %#x before a sync after writing %#x' % (data, meta))
+        print('ok')
+        sys.exit(0)
+sys.exit('no punch of %#x' % data)
+EOF
+    ); then
+        t_pass "$1"
+    else
+        t_fail "$1" "$out"
+    fi
+}
+if ! command -v strace >/dev/null; then
+    t_skip "discard after metadata" "strace not installed"
+else
+    STRACE="strace -f -e trace=pwrite64,pwritev,fallocate,fsync,fdatasync -o"
+    rm -f d.qcow2
+    qemu-img create -q -f qcow2 d.qcow2 64M
+    qemu-io -c 'write -P 1 0 128k' -c 'write -P 1 40M 128k' d.qcow2 >/dev/null
+    l2=$($TOOL d.qcow2 l1 0)
+    data0=$($TOOL d.qcow2 l2 0 0)
+    data40=$($TOOL d.qcow2 l2 0 640)
+    cp d.qcow2 d1.qcow2
+    $STRACE discard.trace "$QKIT_IO" -d unmap -c 'discard 0 64k' d1.qcow2 >/dev/null
+    punch_after "guest discard: the cluster is punched after its L2 table is on disk" \
+        discard.trace $((data0 & 0xfffffffffe00)) $((l2 & 0xfffffffffe00))
+    cp d.qcow2 d2.qcow2
+    $STRACE shrink.trace "$QKIT_IMG" resize -q --shrink d2.qcow2 32M
+    punch_after "resize --shrink: cropped data is punched after its L2 table is on disk" \
+        shrink.trace $((data40 & 0xfffffffffe00)) $((l2 & 0xfffffffffe00))
+    cp d.qcow2 d3.qcow2
+    qemu-img snapshot -c s d3.qcow2
+    qemu-io -c 'write -P 2 0 64k' d3.qcow2 >/dev/null
+    $STRACE snapdel.trace "$QKIT_IMG" snapshot -d s d3.qcow2
+    # The snapshot's own copy of cluster 0 goes once the header no longer lists it.
+    punch_after "snapshot -d: its clusters are punched after the header drops it" \
+        snapdel.trace $((data0 & 0xfffffffffe00)) 60
+    t_ok "discard after metadata: images stay clean" qemu-img check d3.qcow2
+fi
