@@ -27,6 +27,8 @@ trap 'rm -rf "$W"' EXIT
 # Seconds taken by a command (wall clock), or "nan" if it failed.
 timed() {
     local s e
+    # Write back what the previous run left dirty, so it does not slow this one down.
+    sync
     s=$(date +%s%N)
     "$@" >"$W/last.out" 2>&1 || { echo "FAILED: $*" >&2; sed 's/^/  /' "$W/last.out" >&2;
                                   echo "nan"; return; }
