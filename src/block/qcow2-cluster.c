@@ -569,19 +569,26 @@ int qcow2_pread(BlockDriverState *bs, uint64_t offset, uint64_t bytes, void *vbu
     return ret;
 }
 
-/* True if the L2 entry of the guest cluster at offset has OFLAG_COPIED (refcount 1). */
+/*
+ * True if the guest cluster at offset maps to a cluster with OFLAG_COPIED (refcount 1)
+ * through sane tables (aligned offsets); anything else is for the slow path.
+ */
 static bool guest_cluster_copied(BlockDriverState *bs, uint64_t offset)
 {
     BDRVQcow2State *s = bs->opaque;
     uint32_t l1_index = qcow2_offset_to_l1_index(s, offset);
     uint64_t *l2;
-    if (l1_index >= s->l1_size ||
-        qcow2_get_l2_table(bs, s->l1_table[l1_index] & L1E_OFFSET_MASK, &l2) < 0) {
+    if (l1_index >= s->l1_size) {
+        return false;
+    }
+    uint64_t l2_offset = s->l1_table[l1_index] & L1E_OFFSET_MASK;
+    if (!l2_offset || qcow2_offset_into_cluster(s, l2_offset) ||
+        qcow2_get_l2_table(bs, l2_offset, &l2) < 0) {
         return false;
     }
     uint64_t entry = qcow2_get_l2_entry(s, l2, qcow2_offset_to_l2_index(s, offset));
     qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-    return entry & QCOW_OFLAG_COPIED;
+    return (entry & QCOW_OFLAG_COPIED) && !qcow2_offset_into_cluster(s, entry & L2E_OFFSET_MASK);
 }
 
 /*
@@ -596,8 +603,13 @@ int qcow2_map_io(BlockDriverState *bs, bool write, uint64_t offset, uint64_t byt
     BDRVQcow2State *s = bs->opaque;
     Qcow2SubclusterType type;
     uint64_t cur = bytes;
-    if (qcow2_has_data_file(s) ||
+    /* An unusable node answers through qcow2_pread / qcow2_pwrite (-ENOMEDIUM). */
+    if (qcow2_has_data_file(s) || s->unusable ||
         (write && (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT))) {
+        return 0;
+    }
+    /* Writes to clusters not owned alone (or damaged) take the slow path, which reports. */
+    if (write && !guest_cluster_copied(bs, offset)) {
         return 0;
     }
     int ret = qcow2_get_host_offset(bs, offset, &cur, host_offset, &type);
@@ -607,8 +619,9 @@ int qcow2_map_io(BlockDriverState *bs, bool write, uint64_t offset, uint64_t byt
     if (write) {
         /* One cluster at a time: each must be owned alone to be written in place. */
         cur = QKIT_MIN(cur, s->cluster_size - qcow2_offset_into_cluster(s, offset));
-        if (!guest_cluster_copied(bs, offset)) {
-            return 0;
+        ret = qcow2_pre_write_overlap_check(bs, 0, *host_offset, cur);
+        if (ret < 0) {
+            return ret;
         }
         qcow2_bitmaps_mark_dirty(bs, offset, cur, 0);
     }
@@ -762,6 +775,14 @@ static int write_run(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
     bool keep_old = cluster_reusable(bs, e0);
     uint64_t host_start = e0 & L2E_OFFSET_MASK;
     uint64_t k;
+    if (keep_old && qcow2_offset_into_cluster(s, host_start)) {
+        qcow2_signal_corruption(bs, true, -1, -1, "%s cluster offset %#" PRIx64
+                                " unaligned (guest offset: %#" PRIx64 ")",
+                                (e0 & QCOW_OFLAG_ZERO) ? "Preallocated zero" : "Data",
+                                host_start, offset);
+        ret = -EIO;
+        goto out;
+    }
     for (k = 1; k < nb; k++) {
         uint64_t e = qcow2_get_l2_entry(s, l2, l2_index + (int)k);
         if (keep_old ? (!cluster_reusable(bs, e) || (e & L2E_OFFSET_MASK) != host_start + k * cs)
@@ -791,8 +812,12 @@ static int write_run(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
         host_start = (uint64_t)h;
     }
 
+    /* A damaged table may point guest data at metadata: refuse, as QEMU does. */
+    ret = qcow2_pre_write_overlap_check(bs, 0, host_start + cow_from, cow_to - cow_from);
     /* Data first: COW head, the guest data, COW tail. */
-    ret = do_cow(bs, guest0 + cow_from, host_start + cow_from, in_cluster - cow_from);
+    if (ret == 0) {
+        ret = do_cow(bs, guest0 + cow_from, host_start + cow_from, in_cluster - cow_from);
+    }
     if (ret == 0) {
         ret = bdrv_pwrite(bs->file, (int64_t)(host_start + in_cluster), (int64_t)cur, buf, 0);
     }

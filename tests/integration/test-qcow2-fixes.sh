@@ -206,3 +206,50 @@ else
         snapdel.trace $((data0 & 0xfffffffffe00)) 60
     t_ok "discard after metadata: images stay clean" qemu-img check d3.qcow2
 fi
+
+# ---------------------------------------------------------------- corruption events
+# A table pointing at metadata or at an unaligned offset: the I/O fails as in qemu-io,
+# the "qcow2: Marking image as corrupt" line has no program prefix, and after it the
+# node takes no more I/O ("No medium found").
+# corrupt_case NAME TOOL_ARGS...: damage a copy of a small image with qcow2_tool.py,
+# then run the same qemu-io commands on it with both tools.
+corrupt_case() {
+    local name=$1; shift
+    local cmds=(-c 'write -P 2 0 4k' -c 'read -P 1 0 4k' -c 'write -P 3 1M 4k' -c 'read 0 4k')
+    rm -f cbase.qcow2
+    qemu-img create -q -f qcow2 cbase.qcow2 64M
+    qemu-io -c 'write -P 1 0 64k' cbase.qcow2 >/dev/null
+    $TOOL cbase.qcow2 "$@"
+    cp cbase.qcow2 q.qcow2
+    cp cbase.qcow2 k.qcow2
+    local qa ka
+    qa=$(qemu-io "${cmds[@]}" q.qcow2 2>&1 | sed -e '/ops\/sec/d'; echo "rc=${PIPESTATUS[0]}")
+    ka=$("$QKIT_IO" "${cmds[@]}" k.qcow2 2>&1 | swap_names | sed -e '/ops\/sec/d'; \
+         echo "rc=${PIPESTATUS[0]}")
+    t_eq "$name: output" "$qa" "$ka"
+    t_eq "$name: marked corrupt" "$($TOOL q.qcow2 hdr incompatible_features)" \
+        "$($TOOL k.qcow2 hdr incompatible_features)"
+}
+corrupt_case "L1 entry unaligned" l1 0 0x8000000000040200
+corrupt_case "L2 entry pointing at the L1 table" l2 0 0 0x8000000000030000
+corrupt_case "L2 entry pointing at the header" l2 0 0 0x8000000000000200
+corrupt_case "L2 entry pointing at the refcount table" l2 0 0 0x8000000000010000
+
+# ---------------------------------------------------------------- shrinking
+# resize --shrink drops the cropped clusters and cuts the file after the last cluster
+# in use, exactly where qemu-img does.
+for opts in cluster_size=512,refcount_bits=1 cluster_size=4k refcount_bits=64 ""; do
+    rm -f s.qcow2
+    qemu-img create -q -f qcow2 ${opts:+-o "$opts"} s.qcow2 64M
+    qemu-io -c 'write -P 1 0 128k' -c 'write -z 512k 128k' -c 'write -c -P 3 2M 64k' \
+        -c 'write -P 4 20M 4M' -c 'write -P 5 5M 64k' s.qcow2 >/dev/null
+    for size in 16M 1M; do
+        cp s.qcow2 q.qcow2
+        cp s.qcow2 k.qcow2
+        qa=$(qemu-img resize --shrink q.qcow2 "$size" 2>&1; echo "rc=$?")
+        ka=$("$QKIT_IMG" resize --shrink k.qcow2 "$size" 2>&1 | swap_names; \
+             echo "rc=${PIPESTATUS[0]}")
+        t_eq "shrink ${opts:-defaults} to $size: output" "$qa" "$ka"
+        same_image "shrink ${opts:-defaults} to $size" q.qcow2 k.qcow2
+    done
+done
