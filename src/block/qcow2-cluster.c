@@ -19,10 +19,6 @@
 
 #define L1E_SIZE 8
 #define L1_ENTRIES_PER_WRITE 64  /* write L1 updates a 512-byte sector at a time */
-/* Upper bound of one metadata preallocation / zeroing step. */
-#define QCOW2_MAX_STEP_BYTES (1ULL << 30)
-/* Guest bytes preallocation handles per request, as QEMU (the largest int). */
-#define QCOW2_PREALLOC_CHUNK INT32_MAX
 
 uint64_t qcow2_get_l2_entry(const BDRVQcow2State *s, const uint64_t *l2, int idx)
 {
@@ -353,8 +349,8 @@ fail:
  * Get the L2 table covering guest offset for modification (growing the L1 table and
  * allocating or unsharing the L2 table as needed).
  */
-static int get_cluster_table(BlockDriverState *bs, uint64_t offset, uint64_t **l2,
-                             int *l2_index)
+int qcow2_get_cluster_table(BlockDriverState *bs, uint64_t offset, uint64_t **l2,
+                            int *l2_index)
 {
     BDRVQcow2State *s = bs->opaque;
     uint32_t l1_index = qcow2_offset_to_l1_index(s, offset);
@@ -632,7 +628,7 @@ int qcow2_map_io(BlockDriverState *bs, bool write, uint64_t offset, uint64_t byt
 /* ---- Writes ---- */
 
 /* A cluster we own alone (refcount 1) and may write in place. */
-static bool cluster_reusable(BlockDriverState *bs, uint64_t entry)
+bool qcow2_cluster_reusable(BlockDriverState *bs, uint64_t entry)
 {
     Qcow2ClusterType t = qcow2_get_cluster_type(bs, entry);
     return (t == QCOW2_CLUSTER_NORMAL || t == QCOW2_CLUSTER_ZERO_ALLOC) &&
@@ -723,7 +719,7 @@ static void compute_cow(BlockDriverState *bs, uint64_t *l2, int l2_index, int nb
 }
 
 /* Fill host [host, host+len) with the current guest content at guest [guest, guest+len). */
-static int do_cow(BlockDriverState *bs, uint64_t guest, uint64_t host, uint64_t len)
+int qcow2_do_cow(BlockDriverState *bs, uint64_t guest, uint64_t host, uint64_t len)
 {
     if (!len) {
         return 0;
@@ -763,7 +759,7 @@ static int write_run(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
     BDRVQcow2State *s = bs->opaque;
     uint64_t *l2;
     int l2_index;
-    int ret = get_cluster_table(bs, offset, &l2, &l2_index);
+    int ret = qcow2_get_cluster_table(bs, offset, &l2, &l2_index);
     if (ret < 0) {
         return ret;
     }
@@ -772,7 +768,7 @@ static int write_run(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
     uint64_t nb = qcow2_size_to_clusters(s, in_cluster + bytes);
     nb = QKIT_MIN(nb, (uint64_t)(s->l2_size - l2_index));
     uint64_t e0 = qcow2_get_l2_entry(s, l2, l2_index);
-    bool keep_old = cluster_reusable(bs, e0);
+    bool keep_old = qcow2_cluster_reusable(bs, e0);
     uint64_t host_start = e0 & L2E_OFFSET_MASK;
     uint64_t k;
     if (keep_old && qcow2_offset_into_cluster(s, host_start)) {
@@ -785,8 +781,9 @@ static int write_run(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
     }
     for (k = 1; k < nb; k++) {
         uint64_t e = qcow2_get_l2_entry(s, l2, l2_index + (int)k);
-        if (keep_old ? (!cluster_reusable(bs, e) || (e & L2E_OFFSET_MASK) != host_start + k * cs)
-                     : cluster_reusable(bs, e)) {
+        bool reusable = qcow2_cluster_reusable(bs, e);
+        if (keep_old ? (!reusable || (e & L2E_OFFSET_MASK) != host_start + k * cs)
+                     : reusable) {
             break;
         }
     }
@@ -816,13 +813,13 @@ static int write_run(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
     ret = qcow2_pre_write_overlap_check(bs, 0, host_start + cow_from, cow_to - cow_from);
     /* Data first: COW head, the guest data, COW tail. */
     if (ret == 0) {
-        ret = do_cow(bs, guest0 + cow_from, host_start + cow_from, in_cluster - cow_from);
+        ret = qcow2_do_cow(bs, guest0 + cow_from, host_start + cow_from, in_cluster - cow_from);
     }
     if (ret == 0) {
         ret = bdrv_pwrite(bs->file, (int64_t)(host_start + in_cluster), (int64_t)cur, buf, 0);
     }
     if (ret == 0) {
-        ret = do_cow(bs, guest0 + in_cluster + cur, host_start + in_cluster + cur,
+        ret = qcow2_do_cow(bs, guest0 + in_cluster + cur, host_start + in_cluster + cur,
                      cow_to - (in_cluster + cur));
     }
     if (ret < 0) {
@@ -916,7 +913,7 @@ int qcow2_pwrite_compressed_cluster(BlockDriverState *bs, uint64_t offset, const
     if (qcow2_has_data_file(s) || qcow2_offset_into_cluster(s, offset)) {
         return -EINVAL;
     }
-    int ret = get_cluster_table(bs, offset, &l2, &l2_index);
+    int ret = qcow2_get_cluster_table(bs, offset, &l2, &l2_index);
     if (ret < 0) {
         return ret;
     }
@@ -1035,7 +1032,7 @@ static int64_t zero_in_l2(BlockDriverState *bs, uint64_t offset, uint64_t nb, in
     BDRVQcow2State *s = bs->opaque;
     uint64_t *l2;
     int l2_index;
-    int ret = get_cluster_table(bs, offset, &l2, &l2_index);
+    int ret = qcow2_get_cluster_table(bs, offset, &l2, &l2_index);
     if (ret < 0) {
         return ret;
     }
@@ -1074,7 +1071,7 @@ static int zero_subclusters(BlockDriverState *bs, uint64_t offset, int nb)
     BDRVQcow2State *s = bs->opaque;
     uint64_t *l2;
     int l2_index;
-    int ret = get_cluster_table(bs, offset, &l2, &l2_index);
+    int ret = qcow2_get_cluster_table(bs, offset, &l2, &l2_index);
     if (ret < 0) {
         return ret;
     }
@@ -1253,7 +1250,7 @@ static int64_t discard_in_l2(BlockDriverState *bs, uint64_t offset, uint64_t nb,
     BDRVQcow2State *s = bs->opaque;
     uint64_t *l2;
     int l2_index;
-    int ret = get_cluster_table(bs, offset, &l2, &l2_index);
+    int ret = qcow2_get_cluster_table(bs, offset, &l2, &l2_index);
     if (ret < 0) {
         return ret;
     }
@@ -1392,210 +1389,4 @@ int qcow2_block_status(BlockDriverState *bs, bool want_zero, uint64_t offset, ui
         status |= BDRV_BLOCK_COMPRESSED;
     }
     return status;
-}
-
-/* ---- Preallocation and emptying ---- */
-
-int qcow2_preallocate(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t last_host = 0, last_len = 0;
-    /*
-     * As QEMU: each run of new clusters first tries to continue the previous run in
-     * the file (taking as many clusters as are free there), and only then looks for a
-     * free range anywhere. The preference starts afresh every QCOW2_PREALLOC_CHUNK.
-     */
-    uint64_t chunk = ROUND_DOWN((uint64_t)QCOW2_PREALLOC_CHUNK, s->cluster_size);
-    uint64_t chunk_end = offset + chunk;
-    uint64_t next_host = 0;         /* where the previous run ended, 0 for none */
-    while (bytes) {
-        if (offset >= chunk_end) {
-            chunk_end = offset + chunk;
-            next_host = 0;
-        }
-        uint64_t *l2;
-        int l2_index;
-        int ret = get_cluster_table(bs, offset, &l2, &l2_index);
-        if (ret < 0) {
-            return ret;
-        }
-        uint64_t in_cluster = qcow2_offset_into_cluster(s, offset);
-        uint64_t nb = QKIT_MIN(qcow2_size_to_clusters(s, in_cluster + bytes),
-                               (uint64_t)(s->l2_size - l2_index));
-        uint64_t e0 = qcow2_get_l2_entry(s, l2, l2_index);
-        uint64_t k = 1;
-        bool keep = cluster_reusable(bs, e0);
-        for (; k < nb; k++) {
-            if (cluster_reusable(bs, qcow2_get_l2_entry(s, l2, l2_index + (int)k)) != keep) {
-                break;
-            }
-        }
-        int64_t h = -1;
-        if (!keep && next_host) {
-            int64_t got = qcow2_alloc_clusters_at(bs, next_host, (int64_t)k);
-            if (got < 0) {
-                qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-                return (int)got;
-            }
-            if (got > 0) {
-                h = (int64_t)next_host;
-                k = (uint64_t)got;
-            }
-        }
-        uint64_t cur = QKIT_MIN(bytes, k * s->cluster_size - in_cluster);
-        if (!keep) {
-            if (h < 0) {
-                h = qcow2_alloc_clusters(bs, k * s->cluster_size);
-            }
-            if (h < 0) {
-                qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-                return (int)h;
-            }
-            ret = qcow2_cache_set_dependency(bs, s->l2_table_cache, s->refcount_block_cache);
-            if (ret < 0) {
-                qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-                return ret;
-            }
-            for (uint64_t i = 0; i < k; i++) {
-                int idx = l2_index + (int)i;
-                uint64_t old = qcow2_get_l2_entry(s, l2, idx);
-                qcow2_set_l2_entry(s, l2, idx, ((uint64_t)h + i * s->cluster_size) |
-                                                   QCOW_OFLAG_COPIED);
-                qcow2_free_any_cluster(bs, old, QCOW2_DISCARD_NEVER);
-            }
-            qcow2_cache_entry_mark_dirty(s->l2_table_cache, l2);
-            last_host = (uint64_t)h + in_cluster;
-            next_host = (uint64_t)h + k * s->cluster_size;
-        } else {
-            last_host = (e0 & L2E_OFFSET_MASK) + in_cluster;
-            uint64_t last = qcow2_get_l2_entry(s, l2, l2_index + (int)k - 1);
-            next_host = (last & L2E_OFFSET_MASK) + s->cluster_size;
-        }
-        last_len = cur;
-        qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-        offset += cur;
-        bytes -= cur;
-    }
-    /* The file must reach the last allocated byte, or reads there would fail. */
-    int64_t flen = bdrv_getlength(bs->file);
-    if (flen < 0) {
-        return (int)flen;
-    }
-    /* qemu-img extends the file to the end of the last allocated cluster. */
-    uint64_t want = ROUND_UP(last_host + last_len, s->cluster_size);
-    if (last_len && want > (uint64_t)flen) {
-        Error *err = NULL;
-        int ret = bdrv_truncate(bs->file, (int64_t)want, false,
-                                PREALLOC_MODE_OFF, &err);
-        if (ret < 0) {
-            error_free(err);
-            return ret;
-        }
-    }
-    return 0;
-}
-
-int qcow2_make_empty(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t l1_clusters = DIV_ROUND_UP((uint64_t)s->l1_size * sizeof(uint64_t),
-                                        s->cluster_size);
-    bool has_bitmaps = s->dirty_bitmaps || (s->has_bitmaps_ext && s->bitmaps_ext.nb_bitmaps);
-    /*
-     * As QEMU: an image whose only clusters are the header, refcount structures, L1 and
-     * guest data (and that can mark itself dirty) is reset to a fresh layout; anything
-     * else has its clusters dropped one by one.
-     */
-    if (s->qcow_version >= 3 && !s->nb_snapshots && !has_bitmaps &&
-        3 + l1_clusters <= s->refcount_block_size && s->crypt_method != QCOW2_CRYPT_LUKS &&
-        !qcow2_has_data_file(s)) {
-        return qcow2_make_completely_empty(bs);
-    }
-    uint64_t end = s->size;
-    for (uint64_t off = 0; off < end;) {
-        uint64_t step = QKIT_MIN(end - off, QCOW2_MAX_STEP_BYTES);
-        int ret = qcow2_cluster_discard(bs, off, step, QCOW2_DISCARD_SNAPSHOT, true);
-        if (ret < 0) {
-            return ret;
-        }
-        off += step;
-    }
-    return 0;
-}
-
-int qcow2_preallocate_data(BlockDriverState *bs, uint64_t old_length, uint64_t new_length,
-                           PreallocMode prealloc, Error **errp)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t cs = s->cluster_size;
-    int64_t file_size = bdrv_getlength(bs->file);
-    if (file_size < 0) {
-        error_setg_errno(errp, (int)-file_size, "Failed to inquire current file length");
-        return (int)file_size;
-    }
-    file_size = (int64_t)ROUND_UP((uint64_t)file_size, cs);
-    int64_t last = qcow2_get_last_cluster(bs, file_size >> s->cluster_bits);
-    uint64_t old_file_size = last >= 0 ? ((uint64_t)last + 1) << s->cluster_bits : 0;
-
-    uint64_t nb_data = (ROUND_UP(new_length, cs) - qcow2_start_of_cluster(s, old_length)) >>
-                       s->cluster_bits;
-    /* Room for the L2 tables too (plus one for an unaligned head or tail). */
-    uint64_t nb_l2 = DIV_ROUND_UP(nb_data, cs / (uint64_t)s->l2_entry_size) + 1;
-    int64_t start = qcow2_refcount_area(bs, old_file_size, nb_data + nb_l2, true, 0, 0);
-    if (start < 0) {
-        error_setg_errno(errp, (int)-start, "Failed to resize refcount structures");
-        return (int)start;
-    }
-    int64_t got = qcow2_alloc_clusters_at(bs, (uint64_t)start, (int64_t)nb_data);
-    if (got < 0) {
-        error_setg_errno(errp, (int)-got, "Failed to allocate data clusters");
-        return (int)got;
-    }
-    if ((uint64_t)got != nb_data) {
-        error_setg(errp, "Failed to allocate data clusters");
-        return -EIO;
-    }
-    Error *local = NULL;
-    int ret = bdrv_truncate(bs->file, start + (int64_t)(nb_data * cs), false, prealloc, &local);
-    if (ret < 0) {
-        error_propagate(errp, local);
-        error_prepend(errp, "Failed to resize underlying file: ");
-        return ret;
-    }
-
-    uint64_t host = (uint64_t)start, guest = old_length;
-    while (nb_data) {
-        uint64_t *l2;
-        int l2_index;
-        ret = get_cluster_table(bs, guest, &l2, &l2_index);
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Failed to update L2 tables");
-            return ret;
-        }
-        uint64_t n = QKIT_MIN(nb_data, (uint64_t)(s->l2_size - l2_index));
-        uint64_t head = qcow2_offset_into_cluster(s, guest);
-        guest = qcow2_start_of_cluster(s, guest);
-        /* A partly used old last cluster moves: copy its used head along. */
-        ret = do_cow(bs, guest, host, head);
-        if (ret == 0) {
-            ret = qcow2_cache_set_dependency(bs, s->l2_table_cache, s->refcount_block_cache);
-        }
-        if (ret < 0) {
-            qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-            error_setg_errno(errp, -ret, "Failed to update L2 tables");
-            return ret;
-        }
-        for (uint64_t i = 0; i < n; i++) {
-            int idx = l2_index + (int)i;
-            uint64_t old = qcow2_get_l2_entry(s, l2, idx);
-            qcow2_set_l2_entry(s, l2, idx, (host + i * cs) | QCOW_OFLAG_COPIED);
-            qcow2_free_any_cluster(bs, old, QCOW2_DISCARD_NEVER);
-        }
-        qcow2_cache_entry_mark_dirty(s->l2_table_cache, l2);
-        qcow2_cache_put(s->l2_table_cache, (void **)&l2);
-        guest += n * cs;
-        host += n * cs;
-        nb_data -= n;
-    }
-    return 0;
 }

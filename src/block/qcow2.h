@@ -5,6 +5,7 @@
  * Files:
  *   qcow2.c          open/close/create/probe, header and header extensions, driver table
  *   qcow2-cluster.c  L1/L2 lookup and allocation, guest I/O, compressed clusters
+ *   qcow2-prealloc.c preallocation on create/resize, make_empty
  *   qcow2-refcount.c refcount table and blocks, host cluster allocation and freeing
  *   qcow2-cache.c    cache of L2 tables and refcount blocks
  *   qcow2-check.c    check/repair                    (qcow2_check)
@@ -541,6 +542,19 @@ int qcow2_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes, i
 int qcow2_pdiscard(BlockDriverState *bs, uint64_t offset, uint64_t bytes);
 int qcow2_block_status(BlockDriverState *bs, bool want_zero, uint64_t offset, uint64_t bytes,
                        uint64_t *pnum, uint64_t *map, BlockDriverState **file);
+/*
+ * Get the L2 table covering guest offset for modification (growing the L1 table and
+ * allocating or unsharing the L2 table as needed); release with qcow2_cache_put.
+ */
+int qcow2_get_cluster_table(BlockDriverState *bs, uint64_t offset, uint64_t **l2,
+                            int *l2_index);
+/* True for an L2 entry of a cluster we own alone (refcount 1) and may write in place. */
+bool qcow2_cluster_reusable(BlockDriverState *bs, uint64_t entry);
+/* Fill host [host, host+len) with the current guest content of [guest, guest+len). */
+int qcow2_do_cow(BlockDriverState *bs, uint64_t guest, uint64_t host, uint64_t len);
+
+/* ---- qcow2-prealloc.c ---- */
+
 /* Allocate host clusters for all of [offset, offset+bytes) (preallocation=metadata). */
 int qcow2_preallocate(BlockDriverState *bs, uint64_t offset, uint64_t bytes);
 /*
