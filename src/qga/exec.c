@@ -222,9 +222,14 @@ static json_t *cmd_exec(void *opaque, json_t *args, Error **errp)
     e->next = s->execs;
     s->execs = e;
     pthread_mutex_unlock(&s->exec_lock);
+    /* The watcher starts with every signal blocked: SIGTERM must reach the main loop. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     if (pthread_create(&e->thread, NULL, exec_watch, e) != 0) {
         abort();
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     ret = json_pack("{sI}", "pid", (json_int_t)pid);
 fail:
     for (int i = 0; i < 2; i++) {
