@@ -52,6 +52,18 @@ typedef struct BDRVFileState {
     bool uring_ready;
     struct io_uring ring;
     pthread_mutex_t ring_lock;
+    /*
+     * What fstat and SEEK_DATA/SEEK_HOLE said last, so that a request does not pay a
+     * system call for each: the size of a regular file (-1 until known; any change
+     * made through this node drops it and bumps size_epoch, so a size read while the
+     * change ran is not kept), and a range known to hold data (empty when start ==
+     * end). A stale data range is harmless: data may always read as zeroes.
+     */
+    pthread_mutex_t cache_lock;
+    int64_t size_cache;
+    uint64_t size_epoch;
+    uint64_t data_start;
+    uint64_t data_end;
 } BDRVFileState;
 
 /* Strip a "file:" prefix from a filename. */
@@ -248,6 +260,8 @@ static int file_open(BlockDriverState *bs, json_t *options, int flags, Error **e
     /* io_uring for aio=io_uring and aio=native alike; threads means plain syscalls. */
     s->use_uring = flags & (BDRV_O_IO_URING | BDRV_O_NATIVE_AIO);
     pthread_mutex_init(&s->ring_lock, NULL);
+    pthread_mutex_init(&s->cache_lock, NULL);
+    s->size_cache = -1;
     if (s->use_uring) {
         int ret = io_uring_queue_init(FILE_URING_ENTRIES, &s->ring, 0);
         if (ret < 0) {
@@ -267,6 +281,7 @@ static void file_close(BlockDriverState *bs)
         io_uring_queue_exit(&s->ring);
     }
     pthread_mutex_destroy(&s->ring_lock);
+    pthread_mutex_destroy(&s->cache_lock);
     close(s->fd);
 }
 
@@ -287,6 +302,23 @@ static int file_set_perm(BlockDriverState *bs, int perm, int unshared, Error **e
     s->perm = perm;
     s->unshared = unshared;
     return 0;
+}
+
+/* Called after anything that may have changed the file's size: forget the size. */
+static void file_size_changed(BDRVFileState *s)
+{
+    pthread_mutex_lock(&s->cache_lock);
+    __atomic_store_n(&s->size_cache, -1, __ATOMIC_RELEASE);
+    s->size_epoch++;
+    pthread_mutex_unlock(&s->cache_lock);
+}
+
+/* Called after a range may have become a hole: forget the known data range. */
+static void file_data_changed(BDRVFileState *s)
+{
+    pthread_mutex_lock(&s->cache_lock);
+    s->data_start = s->data_end = 0;
+    pthread_mutex_unlock(&s->cache_lock);
 }
 
 /* Switch read-only/read-write: a new fd with the new mode, locks taken anew. */
@@ -314,6 +346,8 @@ static int file_reopen(BlockDriverState *bs, int flags, Error **errp)
     }
     close(s->fd);
     s->fd = fd;
+    file_data_changed(s);
+    file_size_changed(s);
     return 0;
 }
 
@@ -415,6 +449,10 @@ static int file_rw(BlockDriverState *bs, bool write, uint64_t offset, uint64_t b
     }
     int ret = s->use_uring ? file_uring_rw(s, write, offset, bytes, io_buf)
                            : file_sync_rw(s, write, offset, bytes, io_buf);
+    if (write && (int64_t)(offset + bytes) > __atomic_load_n(&s->size_cache,
+                                                              __ATOMIC_ACQUIRE)) {
+        file_size_changed(s);
+    }
     if (bounce) {
         if (!write && ret == 0) {
             memcpy(buf, bounce, bytes);
@@ -446,10 +484,22 @@ static int64_t file_getlength(BlockDriverState *bs)
         }
         return (int64_t)size;
     }
+    pthread_mutex_lock(&s->cache_lock);
+    int64_t size = s->size_cache;
+    uint64_t epoch = s->size_epoch;
+    pthread_mutex_unlock(&s->cache_lock);
+    if (size >= 0) {
+        return size;
+    }
     struct stat st;
     if (fstat(s->fd, &st) < 0) {
         return -errno;
     }
+    pthread_mutex_lock(&s->cache_lock);
+    if (epoch == s->size_epoch) {
+        __atomic_store_n(&s->size_cache, (int64_t)st.st_size, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&s->cache_lock);
     return st.st_size;
 }
 
@@ -462,7 +512,8 @@ static int file_extend_to(BDRVFileState *s, int64_t cur_len, uint64_t end)
     return 0;
 }
 
-static int file_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes, int flags)
+static int file_do_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                                 int flags)
 {
     BDRVFileState *s = bs->opaque;
     int64_t len = file_getlength(bs);
@@ -500,6 +551,16 @@ static int file_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t by
     return -ENOTSUP;
 }
 
+/* Zeroes may punch a hole and may grow the file: both caches go. */
+static int file_pwrite_zeroes(BlockDriverState *bs, uint64_t offset, uint64_t bytes, int flags)
+{
+    BDRVFileState *s = bs->opaque;
+    int ret = file_do_pwrite_zeroes(bs, offset, bytes, flags);
+    file_data_changed(s);
+    file_size_changed(s);
+    return ret;
+}
+
 static int file_pdiscard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
 {
     BDRVFileState *s = bs->opaque;
@@ -507,6 +568,7 @@ static int file_pdiscard(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
         uint64_t range[2] = { offset, bytes };
         return ioctl(s->fd, BLKDISCARD, range) < 0 ? -ENOTSUP : 0;
     }
+    file_data_changed(s);
     if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, bytes) < 0) {
         return errno == EOPNOTSUPP ? -ENOTSUP : -errno;
     }
@@ -534,6 +596,15 @@ static int file_block_status(BlockDriverState *bs, bool want_zero, uint64_t offs
     if (s->is_blockdev) {
         return BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
     }
+    pthread_mutex_lock(&s->cache_lock);
+    bool known = offset >= s->data_start && offset < s->data_end;
+    if (known) {
+        *pnum = QKIT_MIN(bytes, s->data_end - offset);
+    }
+    pthread_mutex_unlock(&s->cache_lock);
+    if (known) {
+        return BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
+    }
     off_t data = lseek(s->fd, offset, SEEK_DATA);
     if (data < 0) {
         if (errno == ENXIO) {
@@ -549,6 +620,10 @@ static int file_block_status(BlockDriverState *bs, bool want_zero, uint64_t offs
     off_t hole = lseek(s->fd, offset, SEEK_HOLE);
     if (hole > (off_t)offset) {
         *pnum = QKIT_MIN(bytes, (uint64_t)hole - offset);
+        pthread_mutex_lock(&s->cache_lock);
+        s->data_start = offset;
+        s->data_end = hole;
+        pthread_mutex_unlock(&s->cache_lock);
     }
     return BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
 }
@@ -587,7 +662,7 @@ static int file_preallocate(BDRVFileState *s, uint64_t from, uint64_t to, Preall
 }
 
 /* Resize; a regular file always gets exactly the size asked, as in QEMU. */
-static int file_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
+static int file_do_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
                          PreallocMode prealloc, Error **errp)
 {
     BDRVFileState *s = bs->opaque;
@@ -622,6 +697,16 @@ static int file_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
         return file_allocate_first_block(s->fd, offset);
     }
     return 0;
+}
+
+/* A resize changes the size and may drop data: both caches go. */
+static int file_truncate(BlockDriverState *bs, uint64_t offset, bool exact,
+                         PreallocMode prealloc, Error **errp)
+{
+    int ret = file_do_truncate(bs, offset, exact, prealloc, errp);
+    file_data_changed(bs->opaque);
+    file_size_changed(bs->opaque);
+    return ret;
 }
 
 static int64_t file_get_allocated_file_size(BlockDriverState *bs)
