@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "nbd/server-int.h"
+#include "qkit/cutils.h"
 
 /* File names inside a tls-creds-x509 directory, as QEMU names them. */
 #define TLS_CA_CERT     "ca-cert.pem"
@@ -25,6 +26,8 @@
 #define TLS_DN_MAX      1024
 /* Scratch space nbd_conn_drain() reads into. */
 #define DRAIN_CHUNK     4096
+/* Read-ahead buffer of a plain connection: a request header and a small payload. */
+#define CONN_RBUF_SIZE  (64 * 1024)
 /* Most iovec entries one reply needs (header, payload, data, ...). */
 #define CONN_MAX_IOV    8
 
@@ -34,11 +37,61 @@ struct NbdTlsCreds {
     bool verify_peer;
 };
 
+/*
+ * Plain socket reads through a read-ahead buffer, so that a request header and the
+ * payload behind it (or the next requests) come in one system call. Reads at least
+ * as large as the buffer go straight to the caller's memory.
+ */
+static int conn_plain_read(NbdConn *conn, uint8_t *p, size_t len, bool *eof)
+{
+    size_t done = QKIT_MIN(len, conn->rlen - conn->rpos);
+
+    memcpy(p, conn->rbuf + conn->rpos, done);
+    conn->rpos += done;
+    while (done < len) {
+        size_t want = len - done;
+        bool direct = want >= CONN_RBUF_SIZE;
+        if (!direct && !conn->rbuf) {
+            conn->rbuf = malloc(CONN_RBUF_SIZE);
+            if (!conn->rbuf) {
+                return -ENOMEM;
+            }
+        }
+        ssize_t n = direct ? read(conn->fd, p + done, want)
+                           : read(conn->fd, conn->rbuf, CONN_RBUF_SIZE);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        if (n == 0) {
+            if (eof && done == 0) {
+                *eof = true;
+            }
+            return -ECONNRESET;
+        }
+        if (direct) {
+            done += n;
+            continue;
+        }
+        size_t take = QKIT_MIN(want, (size_t)n);
+        memcpy(p + done, conn->rbuf, take);
+        done += take;
+        conn->rpos = take;
+        conn->rlen = n;
+    }
+    return 0;
+}
+
 /* Read exactly len bytes; -ECONNRESET if the peer closed first (*eof if at 0 bytes). */
 int nbd_conn_read(NbdConn *conn, void *buf, size_t len, bool *eof)
 {
     if (!conn->tls) {
-        return nbd_read_all(conn->fd, buf, len, eof);
+        if (eof) {
+            *eof = false;
+        }
+        return conn_plain_read(conn, buf, len, eof);
     }
     uint8_t *p = buf;
     size_t done = 0;
@@ -157,6 +210,9 @@ void nbd_conn_close(NbdConn *conn)
         close(conn->fd);
         conn->fd = -1;
     }
+    free(conn->rbuf);
+    conn->rbuf = NULL;
+    conn->rpos = conn->rlen = 0;
 }
 
 /* The peer certificate's distinguished name, for --tls-authz. */
@@ -244,6 +300,11 @@ int nbd_conn_start_tls(NbdConn *conn, NbdServer *srv, Error **errp)
     gnutls_session_t s;
     int ret;
 
+    if (conn->rpos < conn->rlen) {
+        /* The handshake must start on the raw socket, not inside bytes already read. */
+        error_setg(errp, "Client sent data before the TLS handshake");
+        return -EPROTO;
+    }
     ret = gnutls_init(&s, GNUTLS_SERVER);
     if (ret < 0) {
         error_setg(errp, "Cannot initialize TLS session: %s", gnutls_strerror(ret));

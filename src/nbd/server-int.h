@@ -40,6 +40,10 @@ struct NbdExport {
 typedef struct NbdConn {
     int fd;
     void *tls;               /* gnutls_session_t once STARTTLS succeeded */
+    /* Plain sockets: bytes received ahead of what was asked, rbuf[rpos..rlen). */
+    uint8_t *rbuf;
+    size_t rpos;
+    size_t rlen;
 } NbdConn;
 
 /* The meta contexts a client selected with NBD_OPT_SET_META_CONTEXT. */
