@@ -18,6 +18,7 @@
 
 #include "nbd/nbd-client.h"
 #include "nbd/nbd-proto.h"
+#include "nbd/objects.h"
 #include "qkit/block.h"
 #include "qkit/cutils.h"
 
@@ -449,6 +450,36 @@ static int nbd_check_number_opts(const json_t *options, Error **errp)
     return 0;
 }
 
+/*
+ * tls-creds=ID: the client credentials registered by --object under that id, and the
+ * name the server's certificate must carry (tls-hostname, else the TCP host; a unix
+ * socket has none, which the certificate check refuses as QEMU does).
+ */
+static int nbd_tls_config(const json_t *options, const NbdAddr *a, NbdClientConfig *cfg,
+                          Error **errp)
+{
+    json_t *creds = json_object_get(options, "tls-creds");
+    json_t *hostname = json_object_get(options, "tls-hostname");
+    if (creds && !json_is_string(creds)) {
+        error_setg(errp, "Invalid parameter type for 'tls-creds', expected: string");
+        return -EINVAL;
+    }
+    if (hostname && !json_is_string(hostname)) {
+        error_setg(errp, "Invalid parameter type for 'tls-hostname', expected: string");
+        return -EINVAL;
+    }
+    if (!creds) {
+        return 0;
+    }
+    const UserObject *obj = user_object_tls_creds(json_string_value(creds), false, errp);
+    if (!obj) {
+        return -EINVAL;
+    }
+    cfg->tls_creds = obj->client_creds;
+    cfg->tls_hostname = hostname ? json_string_value(hostname) : (a->is_unix ? NULL : a->host);
+    return 0;
+}
+
 /* Called by the core to open the node: parse the address, connect, negotiate. */
 static int nbd_open(BlockDriverState *bs, json_t *options, int flags, Error **errp)
 {
@@ -462,13 +493,6 @@ static int nbd_open(BlockDriverState *bs, json_t *options, int flags, Error **er
     if (ret < 0) {
         goto out;
     }
-    const char *tls = qdict_get_str(options, "tls-creds");
-    if (tls) {
-        /* TLS is not supported: no --object tls-creds-* exists, so no id names any. */
-        error_setg(errp, "No TLS credentials with id '%s'", tls);
-        ret = -ENOTSUP;
-        goto out;
-    }
     const char *bitmap = qdict_get_str(options, "x-dirty-bitmap");
     NbdClientConfig cfg = {
         .export_name = a.export,
@@ -476,6 +500,10 @@ static int nbd_open(BlockDriverState *bs, json_t *options, int flags, Error **er
         .block_size = true,
         .meta_contexts = { bitmap ? bitmap : NBD_META_BASE_ALLOCATION, NULL },
     };
+    ret = nbd_tls_config(options, &a, &cfg, errp);
+    if (ret < 0) {
+        goto out;
+    }
     int fd = a.is_unix ? nbd_client_connect_unix(a.path, errp)
                        : nbd_client_connect_inet(a.host, a.port, errp);
     if (fd < 0) {

@@ -52,10 +52,11 @@ static const char *nbd_client_opt_str(uint32_t opt)
 }
 
 /* Turn a failed read into a message: "what: Unexpected end-of-file ..." or the errno. */
-static int nbd_client_read_hs(int fd, void *buf, size_t len, const char *what, Error **errp)
+static int nbd_client_read_hs(NbdSock *sock, void *buf, size_t len, const char *what,
+                              Error **errp)
 {
     bool eof = false;
-    int ret = nbd_read_all(fd, buf, len, &eof);
+    int ret = nbd_sock_read(sock, buf, len, &eof);
     if (ret == -ECONNRESET && eof) {
         error_setg(errp, "%s: Unexpected end-of-file before all data were read", what);
     } else if (ret < 0) {
@@ -65,10 +66,10 @@ static int nbd_client_read_hs(int fd, void *buf, size_t len, const char *what, E
 }
 
 /* Write during the handshake, with "what" naming the step in the error. */
-static int nbd_client_write_hs(int fd, const void *buf, size_t len, const char *what,
+static int nbd_client_write_hs(NbdSock *sock, const void *buf, size_t len, const char *what,
                                Error **errp)
 {
-    int ret = nbd_write_all(fd, buf, len);
+    int ret = nbd_sock_write(sock, buf, len);
     if (ret < 0) {
         error_setg(errp, "%s: Unable to write to socket: %s", what, strerror(-ret));
     }
@@ -144,7 +145,7 @@ int nbd_client_connect_unix(const char *path, Error **errp)
 }
 
 /* Send one option with its payload. */
-static int nbd_client_send_opt(int fd, uint32_t opt, const void *data, uint32_t len,
+static int nbd_client_send_opt(NbdSock *sock, uint32_t opt, const void *data, uint32_t len,
                                Error **errp)
 {
     NbdOptionHeader h = {
@@ -152,10 +153,10 @@ static int nbd_client_send_opt(int fd, uint32_t opt, const void *data, uint32_t 
         .option = htobe32(opt),
         .length = htobe32(len),
     };
-    int ret = nbd_client_write_hs(fd, &h, sizeof(h), "Failed to send option request header",
+    int ret = nbd_client_write_hs(sock, &h, sizeof(h), "Failed to send option request header",
                                   errp);
     if (ret == 0 && len) {
-        ret = nbd_client_write_hs(fd, data, len, "Failed to send option request data", errp);
+        ret = nbd_client_write_hs(sock, data, len, "Failed to send option request data", errp);
     }
     return ret;
 }
@@ -164,11 +165,11 @@ static int nbd_client_send_opt(int fd, uint32_t opt, const void *data, uint32_t 
  * Read one option reply header for opt and its payload (*data, caller frees; NULL when
  * empty). Errors here mean the server broke the protocol or the connection.
  */
-static int nbd_client_read_opt_reply(int fd, uint32_t opt, NbdOptionReply *rep,
+static int nbd_client_read_opt_reply(NbdSock *sock, uint32_t opt, NbdOptionReply *rep,
                                      uint8_t **data, Error **errp)
 {
     *data = NULL;
-    int ret = nbd_client_read_hs(fd, rep, sizeof(*rep), "failed to read option reply", errp);
+    int ret = nbd_client_read_hs(sock, rep, sizeof(*rep), "failed to read option reply", errp);
     if (ret < 0) {
         return ret;
     }
@@ -196,7 +197,7 @@ static int nbd_client_read_opt_reply(int fd, uint32_t opt, NbdOptionReply *rep,
             error_setg(errp, "Out of memory");
             return -ENOMEM;
         }
-        ret = nbd_client_read_hs(fd, *data, rep->length, "failed to read option reply",
+        ret = nbd_client_read_hs(sock, *data, rep->length, "failed to read option reply",
                                  errp);
         if (ret < 0) {
             free(*data);
@@ -208,13 +209,11 @@ static int nbd_client_read_opt_reply(int fd, uint32_t opt, NbdOptionReply *rep,
     return 0;
 }
 
-/* Describe an error reply to option rep->option as QEMU does, with the server's text. */
-static int nbd_client_reply_err(const NbdOptionReply *rep, const uint8_t *msg, Error **errp)
+int nbd_client_opt_error(uint32_t type, uint32_t opt, const char *msg, Error **errp)
 {
-    uint32_t opt = rep->option;
     const char *name = nbd_client_opt_str(opt);
     int ret = -EINVAL;
-    switch (rep->type) {
+    switch (type) {
     case NBD_REP_ERR_UNSUP:
         error_setg(errp, "Unsupported option %u (%s)", opt, name);
         ret = -ENOTSUP;
@@ -251,30 +250,36 @@ static int nbd_client_reply_err(const NbdOptionReply *rep, const uint8_t *msg, E
         break;
     }
     if (msg && msg[0]) {
-        error_append_hint(errp, "server reported: %s\n", (const char *)msg);
+        error_append_hint(errp, "server reported: %s\n", msg);
     }
     return ret;
 }
 
-/* Tell the server we are leaving the handshake (best effort, before closing). */
-static void nbd_client_send_abort(int fd)
+/* Describe an error reply to option rep->option, with the server's text. */
+static int nbd_client_reply_err(const NbdOptionReply *rep, const uint8_t *msg, Error **errp)
 {
-    nbd_client_send_opt(fd, NBD_OPT_ABORT, NULL, 0, NULL);
+    return nbd_client_opt_error(rep->type, rep->option, (const char *)msg, errp);
+}
+
+/* Tell the server we are leaving the handshake (best effort, before closing). */
+static void nbd_client_send_abort(NbdSock *sock)
+{
+    nbd_client_send_opt(sock, NBD_OPT_ABORT, NULL, 0, NULL);
 }
 
 /*
  * An option whose only good answer is NBD_REP_ACK (STRUCTURED_REPLY). Returns 1 when
  * acknowledged, 0 when the server declined it, -errno when the connection broke.
  */
-static int nbd_client_simple_opt(int fd, uint32_t opt, Error **errp)
+static int nbd_client_simple_opt(NbdSock *sock, uint32_t opt, Error **errp)
 {
-    int ret = nbd_client_send_opt(fd, opt, NULL, 0, errp);
+    int ret = nbd_client_send_opt(sock, opt, NULL, 0, errp);
     if (ret < 0) {
         return ret;
     }
     NbdOptionReply rep;
     uint8_t *data;
-    ret = nbd_client_read_opt_reply(fd, opt, &rep, &data, errp);
+    ret = nbd_client_read_opt_reply(sock, opt, &rep, &data, errp);
     if (ret < 0) {
         return ret;
     }
@@ -290,6 +295,42 @@ static int nbd_client_simple_opt(int fd, uint32_t opt, Error **errp)
     return -EINVAL;
 }
 
+int nbd_client_starttls(NbdSock *sock, const NbdTlsClientCreds *creds,
+                        const char *hostname, Error **errp)
+{
+    int ret = nbd_client_send_opt(sock, NBD_OPT_STARTTLS, NULL, 0, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    NbdOptionReply rep;
+    uint8_t *data;
+    ret = nbd_client_read_opt_reply(sock, NBD_OPT_STARTTLS, &rep, &data, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    if (NBD_REP_IS_ERR(rep.type)) {
+        ret = nbd_client_reply_err(&rep, data, errp);
+        free(data);
+        nbd_client_send_abort(sock);
+        return ret;
+    }
+    free(data);
+    if (rep.type != NBD_REP_ACK) {
+        error_setg(errp, "Server answered option %u (%s) with unexpected reply %u (%s)",
+                   NBD_OPT_STARTTLS, nbd_client_opt_str(NBD_OPT_STARTTLS), rep.type,
+                   nbd_rep_name(rep.type));
+        nbd_client_send_abort(sock);
+        return -EINVAL;
+    }
+    if (rep.length != 0) {
+        error_setg(errp, "Option %u ('%s') response length is %u (it should be zero)",
+                   NBD_OPT_STARTTLS, nbd_client_opt_str(NBD_OPT_STARTTLS), rep.length);
+        nbd_client_send_abort(sock);
+        return -EINVAL;
+    }
+    return nbd_sock_start_tls(sock, creds, hostname, errp);
+}
+
 /* Append a be32 length and the string to a growing option payload. */
 static size_t nbd_client_put_str(uint8_t *buf, size_t pos, const char *s)
 {
@@ -300,7 +341,7 @@ static size_t nbd_client_put_str(uint8_t *buf, size_t pos, const char *s)
 }
 
 /* NBD_OPT_SET_META_CONTEXT for the configured contexts; fills c->context_*. */
-static int nbd_client_set_meta(NbdClient *c, int fd, const NbdClientConfig *cfg,
+static int nbd_client_set_meta(NbdClient *c, NbdSock *sock, const NbdClientConfig *cfg,
                                const char *name, Error **errp)
 {
     size_t total = 4 + strlen(name) + 4;
@@ -328,12 +369,12 @@ static int nbd_client_set_meta(NbdClient *c, int fd, const NbdClientConfig *cfg,
     for (int i = 0; i < n; i++) {
         pos = nbd_client_put_str(buf, pos, cfg->meta_contexts[i]);
     }
-    int ret = nbd_client_send_opt(fd, NBD_OPT_SET_META_CONTEXT, buf, (uint32_t)pos, errp);
+    int ret = nbd_client_send_opt(sock, NBD_OPT_SET_META_CONTEXT, buf, (uint32_t)pos, errp);
     free(buf);
     while (ret == 0) {
         NbdOptionReply rep;
         uint8_t *data;
-        ret = nbd_client_read_opt_reply(fd, NBD_OPT_SET_META_CONTEXT, &rep, &data, errp);
+        ret = nbd_client_read_opt_reply(sock, NBD_OPT_SET_META_CONTEXT, &rep, &data, errp);
         if (ret < 0) {
             break;
         }
@@ -437,7 +478,7 @@ static int nbd_client_take_info(NbdClient *c, const uint8_t *data, uint32_t len,
  * NBD_OPT_GO. Returns 1 when the export is ready, 0 when the server does not know
  * NBD_OPT_GO (the caller falls back to NBD_OPT_EXPORT_NAME), -errno on failure.
  */
-static int nbd_client_opt_go(NbdClient *c, int fd, const NbdClientConfig *cfg,
+static int nbd_client_opt_go(NbdClient *c, NbdSock *sock, const NbdClientConfig *cfg,
                              const char *name, Error **errp)
 {
     size_t nlen = strlen(name);
@@ -454,13 +495,13 @@ static int nbd_client_opt_go(NbdClient *c, int fd, const NbdClientConfig *cfg,
         nbd_put_be16(buf + pos, NBD_INFO_BLOCK_SIZE);
         pos += 2;
     }
-    int ret = nbd_client_send_opt(fd, NBD_OPT_GO, buf, (uint32_t)pos, errp);
+    int ret = nbd_client_send_opt(sock, NBD_OPT_GO, buf, (uint32_t)pos, errp);
     free(buf);
     bool have_export = false;
     while (ret == 0) {
         NbdOptionReply rep;
         uint8_t *data;
-        ret = nbd_client_read_opt_reply(fd, NBD_OPT_GO, &rep, &data, errp);
+        ret = nbd_client_read_opt_reply(sock, NBD_OPT_GO, &rep, &data, errp);
         if (ret < 0) {
             break;
         }
@@ -492,16 +533,16 @@ static int nbd_client_opt_go(NbdClient *c, int fd, const NbdClientConfig *cfg,
 }
 
 /* NBD_OPT_EXPORT_NAME: the old way into transmission, for servers without GO. */
-static int nbd_client_export_name(NbdClient *c, int fd, const char *name, bool no_zeroes,
+static int nbd_client_export_name(NbdClient *c, NbdSock *sock, const char *name, bool no_zeroes,
                                   Error **errp)
 {
-    int ret = nbd_client_send_opt(fd, NBD_OPT_EXPORT_NAME, name, (uint32_t)strlen(name),
+    int ret = nbd_client_send_opt(sock, NBD_OPT_EXPORT_NAME, name, (uint32_t)strlen(name),
                                   errp);
     if (ret < 0) {
         return ret;
     }
     NbdExportNameReply r;
-    ret = nbd_client_read_hs(fd, &r, sizeof(r), "Failed to read export length", errp);
+    ret = nbd_client_read_hs(sock, &r, sizeof(r), "Failed to read export length", errp);
     if (ret < 0) {
         return ret;
     }
@@ -509,21 +550,26 @@ static int nbd_client_export_name(NbdClient *c, int fd, const char *name, bool n
     c->eflags = be16toh(r.flags);
     if (!no_zeroes) {
         uint8_t pad[NBD_EXPORT_NAME_PAD];
-        ret = nbd_client_read_hs(fd, pad, sizeof(pad), "Failed to read reserved block",
+        ret = nbd_client_read_hs(sock, pad, sizeof(pad), "Failed to read reserved block",
                                  errp);
     }
     return ret;
 }
 
 /* The oldstyle greeting after the two magics: size, flags and padding. */
-static int nbd_client_oldstyle(NbdClient *c, int fd, const char *name, Error **errp)
+static int nbd_client_oldstyle(NbdClient *c, NbdSock *sock, const char *name, bool cfg_tls,
+                               Error **errp)
 {
+    if (cfg_tls) {
+        error_setg(errp, "Server does not support STARTTLS");
+        return -EINVAL;
+    }
     if (name[0]) {
         error_setg(errp, "Server does not support non-empty export names");
         return -EINVAL;
     }
     uint8_t rest[sizeof(NbdOldstyleGreeting) - 16];
-    int ret = nbd_client_read_hs(fd, rest, sizeof(rest), "Failed to read export length",
+    int ret = nbd_client_read_hs(sock, rest, sizeof(rest), "Failed to read export length",
                                  errp);
     if (ret < 0) {
         return ret;
@@ -535,11 +581,11 @@ static int nbd_client_oldstyle(NbdClient *c, int fd, const char *name, Error **e
 }
 
 /* Fixed or plain newstyle negotiation, from the handshake flags on. */
-static int nbd_client_newstyle(NbdClient *c, int fd, const NbdClientConfig *cfg,
+static int nbd_client_newstyle(NbdClient *c, NbdSock *sock, const NbdClientConfig *cfg,
                                const char *name, Error **errp)
 {
     uint16_t hflags;
-    int ret = nbd_client_read_hs(fd, &hflags, sizeof(hflags), "Failed to read server flags",
+    int ret = nbd_client_read_hs(sock, &hflags, sizeof(hflags), "Failed to read server flags",
                                  errp);
     if (ret < 0) {
         return ret;
@@ -550,36 +596,46 @@ static int nbd_client_newstyle(NbdClient *c, int fd, const NbdClientConfig *cfg,
     uint32_t cflags = (fixed ? NBD_FLAG_C_FIXED_NEWSTYLE : 0) |
                       (no_zeroes ? NBD_FLAG_C_NO_ZEROES : 0);
     cflags = htobe32(cflags);
-    ret = nbd_client_write_hs(fd, &cflags, sizeof(cflags), "Failed to send clientflags field",
+    ret = nbd_client_write_hs(sock, &cflags, sizeof(cflags), "Failed to send clientflags field",
                               errp);
     if (ret < 0) {
         return ret;
     }
+    if (cfg->tls_creds) {
+        if (!fixed) {
+            error_setg(errp, "Server does not support STARTTLS");
+            return -EINVAL;
+        }
+        ret = nbd_client_starttls(sock, cfg->tls_creds, cfg->tls_hostname, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     if (!fixed) {
         /* Plain newstyle: any option but EXPORT_NAME may make the server hang up. */
-        return nbd_client_export_name(c, fd, name, no_zeroes, errp);
+        return nbd_client_export_name(c, sock, name, no_zeroes, errp);
     }
     if (cfg->structured_reply) {
-        ret = nbd_client_simple_opt(fd, NBD_OPT_STRUCTURED_REPLY, errp);
+        ret = nbd_client_simple_opt(sock, NBD_OPT_STRUCTURED_REPLY, errp);
         if (ret < 0) {
             return ret;
         }
         c->structured = ret == 1;
     }
     if (c->structured) {
-        ret = nbd_client_set_meta(c, fd, cfg, name, errp);
+        ret = nbd_client_set_meta(c, sock, cfg, name, errp);
         if (ret < 0) {
-            nbd_client_send_abort(fd);
+            nbd_client_send_abort(sock);
             return ret;
         }
     }
-    ret = nbd_client_opt_go(c, fd, cfg, name, errp);
+    ret = nbd_client_opt_go(c, sock, cfg, name, errp);
     if (ret < 0) {
-        nbd_client_send_abort(fd);
+        nbd_client_send_abort(sock);
         return ret;
     }
     if (ret == 0) {
-        return nbd_client_export_name(c, fd, name, no_zeroes, errp);
+        return nbd_client_export_name(c, sock, name, no_zeroes, errp);
     }
     return 0;
 }
@@ -588,11 +644,12 @@ int nbd_client_handshake(NbdClient *c, int fd, const NbdClientConfig *cfg, Error
 {
     const char *name = cfg->export_name ? cfg->export_name : "";
     memset(c, 0, sizeof(*c));
-    c->fd = -1;
+    c->sock.fd = fd;
     c->min_block = NBD_CLIENT_DEFAULT_MIN_BLOCK;
     c->pref_block = NBD_CLIENT_DEFAULT_PREF_BLOCK;
     c->max_block = NBD_CLIENT_DEFAULT_MAX_BLOCK;
     c->next_cookie = 1;
+    NbdSock *sock = &c->sock;
     int ret;
     if (strlen(name) > NBD_MAX_STRING_SIZE) {
         error_setg(errp, "export name '%s' too long", name);
@@ -600,7 +657,8 @@ int nbd_client_handshake(NbdClient *c, int fd, const NbdClientConfig *cfg, Error
         goto out;
     }
     uint64_t magic;
-    ret = nbd_client_read_hs(fd, &magic, sizeof(magic), "Failed to read initial magic", errp);
+    ret = nbd_client_read_hs(sock, &magic, sizeof(magic), "Failed to read initial magic",
+                             errp);
     if (ret < 0) {
         goto out;
     }
@@ -610,15 +668,16 @@ int nbd_client_handshake(NbdClient *c, int fd, const NbdClientConfig *cfg, Error
         ret = -EINVAL;
         goto out;
     }
-    ret = nbd_client_read_hs(fd, &magic, sizeof(magic), "Failed to read server magic", errp);
+    ret = nbd_client_read_hs(sock, &magic, sizeof(magic), "Failed to read server magic",
+                             errp);
     if (ret < 0) {
         goto out;
     }
     magic = be64toh(magic);
     if (magic == NBD_OPTS_MAGIC) {
-        ret = nbd_client_newstyle(c, fd, cfg, name, errp);
+        ret = nbd_client_newstyle(c, sock, cfg, name, errp);
     } else if (magic == NBD_CLISERV_MAGIC) {
-        ret = nbd_client_oldstyle(c, fd, name, errp);
+        ret = nbd_client_oldstyle(c, sock, name, cfg->tls_creds != NULL, errp);
     } else {
         error_setg(errp, "Bad server magic received: 0x%" PRIx64, magic);
         ret = -EINVAL;
@@ -629,10 +688,9 @@ int nbd_client_handshake(NbdClient *c, int fd, const NbdClientConfig *cfg, Error
     }
 out:
     if (ret < 0) {
-        close(fd);
+        nbd_sock_close(sock);
         return ret;
     }
-    c->fd = fd;
     return 0;
 }
 
@@ -643,8 +701,8 @@ out:
  */
 static int nbd_client_kill_err(NbdClient *c, int err)
 {
-    if (!c->dead && c->fd >= 0) {
-        shutdown(c->fd, SHUT_RDWR);
+    if (!c->dead) {
+        nbd_sock_shutdown(&c->sock);
     }
     c->dead = true;
     return -err;
@@ -660,7 +718,7 @@ static int nbd_client_kill(NbdClient *c)
 static int nbd_client_send_req(NbdClient *c, uint16_t type, uint16_t flags, uint64_t offset,
                                uint32_t len, const void *payload, uint64_t *cookie)
 {
-    if (c->dead || c->fd < 0) {
+    if (c->dead || c->sock.fd < 0) {
         return -EIO;
     }
     *cookie = c->next_cookie++;
@@ -672,10 +730,7 @@ static int nbd_client_send_req(NbdClient *c, uint16_t type, uint16_t flags, uint
         .offset = htobe64(offset),
         .length = htobe32(len),
     };
-    int ret = nbd_write_all(c->fd, &req, sizeof(req));
-    if (ret == 0 && payload) {
-        ret = nbd_write_all(c->fd, payload, len);
-    }
+    int ret = nbd_sock_write2(&c->sock, &req, sizeof(req), payload, payload ? len : 0);
     if (ret < 0) {
         nbd_client_kill(c);
         return ret;
@@ -709,7 +764,7 @@ static int nbd_client_error_chunk(NbdClient *c, NbdReplyCtx *r, uint32_t len)
     if (!p) {
         return nbd_client_kill(c);
     }
-    if (nbd_read_all(c->fd, p, len, NULL) < 0) {
+    if (nbd_sock_read(&c->sock, p, len, NULL) < 0) {
         free(p);
         return nbd_client_kill(c);
     }
@@ -739,7 +794,7 @@ static int nbd_client_content_chunk(NbdClient *c, NbdReplyCtx *r, uint16_t type,
         return nbd_client_kill(c);
     }
     size_t hlen = data ? sizeof(NbdChunkOffsetData) : sizeof(NbdChunkOffsetHole);
-    if (nbd_read_all(c->fd, hdr, hlen, NULL) < 0) {
+    if (nbd_sock_read(&c->sock, hdr, hlen, NULL) < 0) {
         return nbd_client_kill(c);
     }
     uint64_t off = nbd_get_be64(hdr);
@@ -750,7 +805,7 @@ static int nbd_client_content_chunk(NbdClient *c, NbdReplyCtx *r, uint16_t type,
     }
     uint8_t *dst = (uint8_t *)r->buf + (off - r->offset);
     if (data) {
-        if (nbd_read_all(c->fd, dst, n, NULL) < 0) {
+        if (nbd_sock_read(&c->sock, dst, n, NULL) < 0) {
             return nbd_client_kill(c);
         }
     } else {
@@ -772,7 +827,7 @@ static int nbd_client_status_chunk(NbdClient *c, NbdReplyCtx *r, uint32_t len)
     if (!p) {
         return nbd_client_kill(c);
     }
-    if (nbd_read_all(c->fd, p, len, NULL) < 0) {
+    if (nbd_sock_read(&c->sock, p, len, NULL) < 0) {
         free(p);
         return nbd_client_kill(c);
     }
@@ -814,12 +869,12 @@ static int nbd_client_structured(NbdClient *c, NbdReplyCtx *r, uint64_t cookie)
         uint8_t h[sizeof(NbdStructuredReply) - 4];
         if (!first) {
             uint8_t m[4];
-            if (nbd_read_all(c->fd, m, sizeof(m), NULL) < 0 ||
+            if (nbd_sock_read(&c->sock, m, sizeof(m), NULL) < 0 ||
                 nbd_get_be32(m) != NBD_STRUCTURED_REPLY_MAGIC) {
                 return nbd_client_kill(c);
             }
         }
-        if (nbd_read_all(c->fd, h, sizeof(h), NULL) < 0) {
+        if (nbd_sock_read(&c->sock, h, sizeof(h), NULL) < 0) {
             return nbd_client_kill(c);
         }
         uint16_t flags = nbd_get_be16(h);
@@ -860,13 +915,13 @@ static int nbd_client_reply(NbdClient *c, NbdReplyCtx *r, uint64_t cookie)
 {
     uint32_t magic;
     c->last_error[0] = '\0';
-    if (nbd_read_all(c->fd, &magic, sizeof(magic), NULL) < 0) {
+    if (nbd_sock_read(&c->sock, &magic, sizeof(magic), NULL) < 0) {
         return nbd_client_kill_err(c, EIO);
     }
     magic = be32toh(magic);
     if (magic == NBD_SIMPLE_REPLY_MAGIC) {
         uint8_t h[sizeof(NbdSimpleReply) - 4];
-        if (nbd_read_all(c->fd, h, sizeof(h), NULL) < 0 || nbd_get_be64(h + 4) != cookie) {
+        if (nbd_sock_read(&c->sock, h, sizeof(h), NULL) < 0 || nbd_get_be64(h + 4) != cookie) {
             return nbd_client_kill_err(c, EIO);
         }
         uint32_t err = nbd_get_be32(h);
@@ -878,7 +933,7 @@ static int nbd_client_reply(NbdClient *c, NbdReplyCtx *r, uint64_t cookie)
             return nbd_client_kill(c);
         }
         if (r->cmd == NBD_CMD_READ) {
-            if (nbd_read_all(c->fd, r->buf, r->len, NULL) < 0) {
+            if (nbd_sock_read(&c->sock, r->buf, r->len, NULL) < 0) {
                 return nbd_client_kill(c);
             }
         }
@@ -997,7 +1052,7 @@ int nbd_client_block_status(NbdClient *c, uint64_t offset, uint32_t len, int ctx
 
 void nbd_client_close(NbdClient *c)
 {
-    if (c->fd < 0) {
+    if (c->sock.fd < 0) {
         return;
     }
     if (!c->dead) {
@@ -1005,7 +1060,6 @@ void nbd_client_close(NbdClient *c)
         /* NBD_CMD_DISC has no reply; the server closes its end after it. */
         nbd_client_send_req(c, NBD_CMD_DISC, 0, 0, 0, NULL, &cookie);
     }
-    close(c->fd);
-    c->fd = -1;
+    nbd_sock_close(&c->sock);
     c->dead = true;
 }

@@ -2,7 +2,7 @@
 /*
  * List mode (qemu-nbd -L): ask a server for its exports with NBD_OPT_LIST, then
  * for each one its size, flags and block sizes (NBD_OPT_INFO) and its meta
- * contexts (NBD_OPT_LIST_META_CONTEXT), over a plain connection.
+ * contexts (NBD_OPT_LIST_META_CONTEXT), over TLS when credentials are given.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -10,16 +10,17 @@
 #include <string.h>
 
 #include "nbd/list.h"
+#include "nbd/nbd-client.h"
 #include "nbd/nbd-proto.h"
 
 #define LIST_NAME_LEN_FIELD 4   /* be32 length before an export name */
 
 /* Read one option reply header and its payload (allocated, NUL-terminated). */
-static int list_reply(int fd, uint32_t opt, uint32_t *type, uint8_t **data, uint32_t *len,
-                      Error **errp)
+static int list_reply(NbdSock *sock, uint32_t opt, uint32_t *type, uint8_t **data,
+                      uint32_t *len, Error **errp)
 {
     NbdOptionReply rep;
-    if (nbd_read_all(fd, &rep, sizeof(rep), NULL) < 0) {
+    if (nbd_sock_read(sock, &rep, sizeof(rep), NULL) < 0) {
         error_setg(errp, "Failed to read option reply");
         return -EIO;
     }
@@ -37,7 +38,7 @@ static int list_reply(int fd, uint32_t opt, uint32_t *type, uint8_t **data, uint
     if (!*data) {
         abort();
     }
-    if (nbd_read_all(fd, *data, *len, NULL) < 0) {
+    if (nbd_sock_read(sock, *data, *len, NULL) < 0) {
         free(*data);
         *data = NULL;
         error_setg(errp, "Failed to read option reply");
@@ -48,36 +49,24 @@ static int list_reply(int fd, uint32_t opt, uint32_t *type, uint8_t **data, uint
 }
 
 /* Send an option with its payload. */
-static int list_send(int fd, uint32_t opt, const void *data, uint32_t len, Error **errp)
+static int list_send(NbdSock *sock, uint32_t opt, const void *data, uint32_t len, Error **errp)
 {
     NbdOptionHeader h = {
         .magic = htobe64(NBD_OPTS_MAGIC),
         .option = htobe32(opt),
         .length = htobe32(len),
     };
-    if (nbd_write_all(fd, &h, sizeof(h)) < 0 || (len && nbd_write_all(fd, data, len) < 0)) {
+    if (nbd_sock_write2(sock, &h, sizeof(h), data, len) < 0) {
         error_setg(errp, "Failed to send option");
         return -EIO;
     }
     return 0;
 }
 
-/* An error reply: its message (if any) as the error. */
-static int list_rep_error(uint32_t type, const uint8_t *msg, Error **errp)
-{
-    if (type == NBD_REP_ERR_TLS_REQD) {
-        error_setg(errp, "Server requires TLS");
-    } else if (msg && *msg) {
-        error_setg(errp, "%s", (const char *)msg);
-    } else {
-        error_setg(errp, "Server error %s", nbd_rep_name(type));
-    }
-    return -EINVAL;
-}
 
 /* Send an option for one export: the be32 length and its name, then tail. */
-static int list_send_named(int fd, uint32_t opt, const char *name, const uint8_t *tail,
-                           size_t tail_len, Error **errp)
+static int list_send_named(NbdSock *sock, uint32_t opt, const char *name,
+                           const uint8_t *tail, size_t tail_len, Error **errp)
 {
     size_t nlen = strlen(name);
     uint8_t *buf = malloc(LIST_NAME_LEN_FIELD + nlen + tail_len);
@@ -87,7 +76,7 @@ static int list_send_named(int fd, uint32_t opt, const char *name, const uint8_t
     nbd_put_be32(buf, nlen);
     memcpy(buf + LIST_NAME_LEN_FIELD, name, nlen);
     memcpy(buf + LIST_NAME_LEN_FIELD + nlen, tail, tail_len);
-    int ret = list_send(fd, opt, buf, LIST_NAME_LEN_FIELD + nlen + tail_len, errp);
+    int ret = list_send(sock, opt, buf, LIST_NAME_LEN_FIELD + nlen + tail_len, errp);
     free(buf);
     return ret;
 }
@@ -97,16 +86,16 @@ static int list_send_named(int fd, uint32_t opt, const char *name, const uint8_t
  * frees, *len); false at the end: NBD_REP_ACK, an error reply (which sets *ret to an
  * error unless ignore_err) or a failure (*ret < 0).
  */
-static bool list_next(int fd, uint32_t opt, bool ignore_err, uint32_t *type, uint8_t **d,
-                      uint32_t *len, int *ret, Error **errp)
+static bool list_next(NbdSock *sock, uint32_t opt, bool ignore_err, uint32_t *type,
+                      uint8_t **d, uint32_t *len, int *ret, Error **errp)
 {
-    *ret = list_reply(fd, opt, type, d, len, errp);
+    *ret = list_reply(sock, opt, type, d, len, errp);
     if (*ret < 0) {
         return false;
     }
     if (*type == NBD_REP_ACK || NBD_REP_IS_ERR(*type)) {
         if (*type != NBD_REP_ACK && !ignore_err) {
-            *ret = list_rep_error(*type, *d, errp);
+            *ret = nbd_client_opt_error(*type, opt, (const char *)*d, errp);
         }
         free(*d);
         return false;
@@ -115,15 +104,15 @@ static bool list_next(int fd, uint32_t opt, bool ignore_err, uint32_t *type, uin
 }
 
 /* NBD_OPT_INFO for one export: size, flags, block sizes. */
-static int list_info(int fd, NbdListExport *e, Error **errp)
+static int list_info(NbdSock *sock, NbdListExport *e, Error **errp)
 {
     uint8_t req[4];
     uint32_t type, len;
     uint8_t *d;
     nbd_put_be16(req, 1);
     nbd_put_be16(req + 2, NBD_INFO_BLOCK_SIZE);
-    int ret = list_send_named(fd, NBD_OPT_INFO, e->name, req, sizeof(req), errp);
-    while (ret == 0 && list_next(fd, NBD_OPT_INFO, false, &type, &d, &len, &ret, errp)) {
+    int ret = list_send_named(sock, NBD_OPT_INFO, e->name, req, sizeof(req), errp);
+    while (ret == 0 && list_next(sock, NBD_OPT_INFO, false, &type, &d, &len, &ret, errp)) {
         if (type == NBD_REP_INFO && len >= 2) {
             uint16_t info = nbd_get_be16(d);
             if (info == NBD_INFO_EXPORT && len >= sizeof(NbdInfoExport)) {
@@ -144,16 +133,16 @@ static int list_info(int fd, NbdListExport *e, Error **errp)
  * NBD_OPT_LIST_META_CONTEXT with no query: every context the export offers (an error
  * reply ends the list: a server without meta contexts simply has none to list).
  */
-static int list_contexts(int fd, NbdListExport *e, Error **errp)
+static int list_contexts(NbdSock *sock, NbdListExport *e, Error **errp)
 {
     uint8_t nqueries[4];
     uint32_t type, len;
     uint8_t *d;
     nbd_put_be32(nqueries, 0);
-    int ret = list_send_named(fd, NBD_OPT_LIST_META_CONTEXT, e->name, nqueries,
+    int ret = list_send_named(sock, NBD_OPT_LIST_META_CONTEXT, e->name, nqueries,
                               sizeof(nqueries), errp);
     while (ret == 0 &&
-           list_next(fd, NBD_OPT_LIST_META_CONTEXT, true, &type, &d, &len, &ret, errp)) {
+           list_next(sock, NBD_OPT_LIST_META_CONTEXT, true, &type, &d, &len, &ret, errp)) {
         if (type == NBD_REP_META_CONTEXT && len > sizeof(NbdMetaContextReply)) {
             char **v = realloc(e->contexts, (e->nb_contexts + 1) * sizeof(*v));
             if (!v) {
@@ -167,27 +156,35 @@ static int list_contexts(int fd, NbdListExport *e, Error **errp)
     return ret;
 }
 
-int nbd_list_exports(int fd, NbdListExport **pexports, Error **errp)
+int nbd_list_exports(int fd, const NbdTlsClientCreds *creds, const char *hostname,
+                     NbdListExport **pexports, Error **errp)
 {
+    NbdSock s = { .fd = fd };
+    NbdSock *sock = &s;
     NbdNewstyleGreeting greet;
     NbdListExport *v = NULL;
     int n = 0, ret;
     uint32_t cflags = htobe32(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
 
     *pexports = NULL;
-    if (nbd_read_all(fd, &greet, sizeof(greet), NULL) < 0 ||
+    if (nbd_sock_read(sock, &greet, sizeof(greet), NULL) < 0 ||
         be64toh(greet.magic) != NBD_MAGIC || be64toh(greet.opts_magic) != NBD_OPTS_MAGIC) {
         error_setg(errp, "Server does not support the fixed newstyle handshake");
+        nbd_sock_close(sock);
         return -EINVAL;
     }
-    if (nbd_write_all(fd, &cflags, sizeof(cflags)) < 0) {
+    if (nbd_sock_write(sock, &cflags, sizeof(cflags)) < 0) {
         error_setg(errp, "Failed to send client flags");
+        nbd_sock_close(sock);
         return -EIO;
     }
     uint32_t type, len;
     uint8_t *d;
-    ret = list_send(fd, NBD_OPT_LIST, NULL, 0, errp);
-    while (ret == 0 && list_next(fd, NBD_OPT_LIST, false, &type, &d, &len, &ret, errp)) {
+    ret = creds ? nbd_client_starttls(sock, creds, hostname, errp) : 0;
+    if (ret == 0) {
+        ret = list_send(sock, NBD_OPT_LIST, NULL, 0, errp);
+    }
+    while (ret == 0 && list_next(sock, NBD_OPT_LIST, false, &type, &d, &len, &ret, errp)) {
         uint32_t nlen = len >= 4 ? nbd_get_be32(d) : 0;
         if (type == NBD_REP_SERVER && len >= 4 && nlen <= len - 4) {
             NbdListExport *nv = realloc(v, (n + 1) * sizeof(*nv));
@@ -204,20 +201,21 @@ int nbd_list_exports(int fd, NbdListExport **pexports, Error **errp)
     }
     /* Structured replies, so that the server lists its meta contexts. */
     if (ret == 0) {
-        ret = list_send(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0, errp);
+        ret = list_send(sock, NBD_OPT_STRUCTURED_REPLY, NULL, 0, errp);
         d = NULL;
         if (ret == 0) {
-            ret = list_reply(fd, NBD_OPT_STRUCTURED_REPLY, &type, &d, &len, errp);
+            ret = list_reply(sock, NBD_OPT_STRUCTURED_REPLY, &type, &d, &len, errp);
             free(d);
         }
     }
     for (int i = 0; i < n && ret == 0; i++) {
-        ret = list_info(fd, &v[i], errp);
+        ret = list_info(sock, &v[i], errp);
         if (ret == 0) {
-            ret = list_contexts(fd, &v[i], errp);
+            ret = list_contexts(sock, &v[i], errp);
         }
     }
-    list_send(fd, NBD_OPT_ABORT, NULL, 0, NULL);
+    list_send(sock, NBD_OPT_ABORT, NULL, 0, NULL);
+    nbd_sock_close(sock);
     if (ret < 0) {
         nbd_list_free(v, n);
         return ret;

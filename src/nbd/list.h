@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "nbd/client-sock.h"
 #include "qkit/error.h"
 
 typedef struct NbdListExport {
@@ -20,10 +21,13 @@ typedef struct NbdListExport {
 } NbdListExport;
 
 /*
- * Run the handshake on the connected socket fd and describe every export; returns
- * the count (*pexports allocated, free with nbd_list_free) or -errno.
+ * Run the handshake on the connected socket fd (taken over and closed) and describe
+ * every export; with creds, NBD_OPT_STARTTLS first and the rest over TLS, checking
+ * the server's certificate against hostname. Returns the count (*pexports
+ * allocated, free with nbd_list_free) or -errno.
  */
-int nbd_list_exports(int fd, NbdListExport **pexports, Error **errp);
+int nbd_list_exports(int fd, const NbdTlsClientCreds *creds, const char *hostname,
+                     NbdListExport **pexports, Error **errp);
 void nbd_list_free(NbdListExport *exports, int n);
 
 #endif

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nbd/client-sock.h"
 #include "qkit/error.h"
 
 /* Most metadata contexts one client asks for in NBD_OPT_SET_META_CONTEXT. */
@@ -28,11 +29,15 @@ typedef struct NbdClientConfig {
     bool block_size;              /* ask for NBD_INFO_BLOCK_SIZE and obey it */
     /* Metadata contexts to negotiate ("base:allocation", ...); NULL-terminated. */
     const char *meta_contexts[NBD_CLIENT_MAX_CONTEXTS + 1];
+    /* Non-NULL: NBD_OPT_STARTTLS first, and everything after it over TLS. */
+    const NbdTlsClientCreds *tls_creds;
+    /* The name the server's certificate must carry (tls-hostname, or the TCP host). */
+    const char *tls_hostname;
 } NbdClientConfig;
 
 /* One connection in transmission phase. */
 typedef struct NbdClient {
-    int fd;
+    NbdSock sock;                 /* the socket, and its TLS session if any */
     bool dead;                    /* the connection is no longer usable */
     uint64_t size;                /* export size in bytes */
     uint16_t eflags;              /* NBD_FLAG_* transmission flags */
@@ -69,6 +74,18 @@ int nbd_client_connect_unix(const char *path, Error **errp);
  * c. Returns 0 or -errno with the reason in errp.
  */
 int nbd_client_handshake(NbdClient *c, int fd, const NbdClientConfig *cfg, Error **errp);
+/*
+ * On a connected socket after the fixed newstyle greeting: NBD_OPT_STARTTLS, then the
+ * TLS handshake and the check of the server's certificate. 0 or -errno, with QEMU's
+ * message for a server that refuses (its hint included).
+ */
+int nbd_client_starttls(NbdSock *sock, const NbdTlsClientCreds *creds,
+                        const char *hostname, Error **errp);
+/*
+ * Describe an error reply (an NBD_REP_ERR_* type) to option opt as QEMU does, with
+ * the server's message as a hint. Returns the -errno that goes with it.
+ */
+int nbd_client_opt_error(uint32_t type, uint32_t opt, const char *msg, Error **errp);
 /* End the session: NBD_CMD_DISC when still connected, then close the socket. */
 void nbd_client_close(NbdClient *c);
 

@@ -154,6 +154,7 @@ int img_amend(int argc, char **argv)
             quiet = true;
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

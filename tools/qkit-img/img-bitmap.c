@@ -190,6 +190,7 @@ int img_bitmap(int argc, char **argv)
             merge = true;
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

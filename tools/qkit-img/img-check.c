@@ -166,6 +166,7 @@ int img_check(int argc, char **argv)
             force_share = true;
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

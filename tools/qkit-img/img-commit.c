@@ -146,6 +146,7 @@ int img_commit(int argc, char **argv)
             }
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "img.h"
+#include "nbd/objects.h"
 #include "qkit/cutils.h"
 #include "qkit/qinfo.h"
 
@@ -216,6 +217,16 @@ void img_getopt_error(int c, char **argv)
         img_error_exit("missing argument for option '%s'", argv[optind - 1]);
     }
     img_error_exit("unrecognized option '%s'", argv[optind - 1]);
+}
+
+/* Called for each --object: create it now, or print why not and exit 1 as qemu-img does. */
+void img_object_add(const char *def)
+{
+    Error *err = NULL;
+    if (user_object_add(def, &err) < 0) {
+        error_report_err(err);
+        exit(EXIT_FAILURE);
+    }
 }
 
 /* True if a json: filename names its format itself (then nothing was probed). */

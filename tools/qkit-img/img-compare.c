@@ -223,6 +223,7 @@ int img_compare(int argc, char **argv)
             force_share = true;
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

@@ -173,6 +173,7 @@ static int convert_parse_args(ConvertArgs *a, int argc, char **argv)
             }
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             a->image_opts = true;

@@ -294,6 +294,7 @@ int img_create(int argc, char **argv)
             unsafe = true;
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         }
     }

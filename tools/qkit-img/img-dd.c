@@ -222,6 +222,7 @@ int img_dd(int argc, char **argv)
             force_share = true;
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

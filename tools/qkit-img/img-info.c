@@ -313,7 +313,7 @@ int img_info(int argc, char **argv)
             chain = true;
             break;
         case OPT_OBJECT:
-            /* Secrets and other objects are not used by any supported format. */
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

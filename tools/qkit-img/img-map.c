@@ -174,6 +174,7 @@ int img_map(int argc, char **argv)
             }
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

@@ -88,6 +88,7 @@ int img_measure(int argc, char **argv)
             force_share = true;
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

@@ -175,6 +175,7 @@ int img_rebase(int argc, char **argv)
             force_share = true;
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

@@ -51,6 +51,7 @@ int img_resize(int argc, char **argv)
             quiet = true;
             break;
         case OPT_OBJECT:
+            img_object_add(optarg);
             break;
         case OPT_IMAGE_OPTS:
             image_opts = true;

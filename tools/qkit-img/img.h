@@ -55,6 +55,11 @@ enum { IMG_OUTPUT_HUMAN, IMG_OUTPUT_JSON };
 
 /* getopt returned ':' (missing argument) or '?' (unknown option): report and exit 1. */
 void img_getopt_error(int c, char **argv) __attribute__((noreturn));
+/*
+ * --object DEF: register a user-creatable object (secret, tls-creds-x509, ...) that
+ * later options refer to by id; prints QEMU's message and exits 1 if it is invalid.
+ */
+void img_object_add(const char *def);
 /* Parse a size argument; prints qemu-img's "Invalid NAME specified..." and returns <0. */
 int64_t img_cvtnum(const char *name, const char *value);
 /* "human" (or NULL) or "json" to IMG_OUTPUT_*; prints the error and returns -1 otherwise. */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nbd/objects.h"
 #include "qkit-io.h"
 #include "qkit/cutils.h"
 #include "qkit/qinfo.h"
@@ -507,46 +508,15 @@ int qio_aio_flush_f(QioState *s, int argc, char **argv)
     return 0;
 }
 
-/*
- * --object: only 'secret' objects are known (they would carry encryption keys, which
- * no format here uses); anything else is refused with QEMU's message.
- */
-static int qio_check_object(const char *def)
+/* --object: register the object (secret, tls-creds-x509, ...) or print why not. */
+static int qio_add_object(const char *def)
 {
     Error *err = NULL;
-    int ret = -EINVAL;
-    /* The first element may be the bare type ("secret,id=s0,..."): qom-type implied. */
-    const char *comma = strchr(def, ',');
-    size_t first_len = comma ? (size_t)(comma - def) : strlen(def);
-    char *type = NULL;
-    const char *rest = def;
-    if (!memchr(def, '=', first_len)) {
-        type = strndup(def, first_len);
-        rest = comma ? comma + 1 : "";
-    }
-    json_t *o = qdict_from_keyval(rest, &err);
-    if (!o) {
+    if (user_object_add(def, &err) < 0) {
         error_report_err(err);
-        free(type);
-        return ret;
+        return -EINVAL;
     }
-    if (!type && qdict_get_str(o, "qom-type")) {
-        type = strdup(qdict_get_str(o, "qom-type"));
-    }
-    if (!type) {
-        error_report("Parameter 'qom-type' is missing");
-    } else if (strcmp(type, "secret") != 0) {
-        error_report("Parameter 'qom-type' does not accept value '%s'", type);
-    } else if (!qdict_get_str(o, "id")) {
-        error_report("Parameter 'id' is missing");
-    } else if (!qdict_get_str(o, "data") && !qdict_get_str(o, "file")) {
-        error_report("Either 'file' or 'data' must be provided");
-    } else {
-        ret = 0;
-    }
-    free(type);
-    json_decref(o);
-    return ret;
+    return 0;
 }
 
 /* Warn, as QEMU does, that an exact (wildcard-free) trace event name is unknown. */
@@ -702,7 +672,7 @@ int main(int argc, char **argv)
             }
             break;
         case QIO_OPT_OBJECT:
-            if (qio_check_object(optarg) < 0) {
+            if (qio_add_object(optarg) < 0) {
                 status = 1;
                 goto out;
             }

@@ -21,13 +21,13 @@
 #include "nbd/list.h"
 #include "nbd/nbd-client.h"
 #include "nbd/nbd-proto.h"
+#include "nbd/objects.h"
 #include "nbd/server.h"
 #include "qkit/block.h"
 #include "qkit/cutils.h"
 #include "qkit/error.h"
 #include "qkit/opts.h"
 
-#include "nbd-objects.h"
 
 #define QKIT_NBD_VERSION "qemu-nbd 7.2.22 (qkit 0.1.0)\n"
 #define DEFAULT_PORT "10809"
@@ -63,6 +63,7 @@ typedef struct NbdToolOpts {
     const char *bitmap;
     const char *tls_creds;
     const char *tls_authz;
+    const char *tls_hostname;
     const char *pid_file;
     int shared;
     bool persistent;
@@ -77,7 +78,6 @@ typedef struct NbdToolOpts {
     uint64_t offset;
     int flags;
     NbdDetectZeroes detect_zeroes;
-    NbdObjects objects;
 } NbdToolOpts;
 
 /* The loop a termination signal stops (the handler can reach nothing else). */
@@ -361,7 +361,7 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
             o->list = true;
             break;
         case OPT_OBJECT:
-            if (nbd_objects_add(&o->objects, optarg, &err) < 0) {
+            if (user_object_add(optarg, &err) < 0) {
                 error_report_err(err);
                 return 1;
             }
@@ -370,8 +370,8 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
             o->tls_creds = optarg;
             break;
         case OPT_TLSHOSTNAME:
-            error_report("--tls-hostname is only permitted with --list");
-            return 1;
+            o->tls_hostname = optarg;
+            break;
         case OPT_TLSAUTHZ:
             o->tls_authz = optarg;
             break;
@@ -398,11 +398,15 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
             error_report("List mode is incompatible with a file name");
             return 1;
         }
-        if (o->tls_creds) {
-            error_report("TLS in list mode is not supported by qkit-nbd");
+        if (o->tls_hostname && !o->tls_creds) {
+            error_report("--tls-hostname is not permitted without --tls-creds");
             return 1;
         }
         return 0;
+    }
+    if (o->tls_hostname) {
+        error_report("--tls-hostname is only permitted with --list");
+        return 1;
     }
     if (argc - optind != 1) {
         return nbd_tool_bad_usage("Invalid number of arguments");
@@ -439,15 +443,28 @@ static int nbd_tool_list(NbdToolOpts *o)
 {
     Error *err = NULL;
     NbdListExport *e = NULL;
+    const NbdTlsClientCreds *creds = NULL;
+    const char *host = o->bind ? o->bind : "0.0.0.0";
+    if (o->tls_creds) {
+        const UserObject *obj = user_object_tls_creds(o->tls_creds, false, &err);
+        if (!obj) {
+            error_prepend(&err, "Failed to get TLS creds: ");
+            error_report_err(err);
+            return EXIT_FAILURE;
+        }
+        creds = obj->client_creds;
+    }
     int fd = o->sockpath ? nbd_client_connect_unix(o->sockpath, &err)
-                         : nbd_client_connect_inet(o->bind ? o->bind : "0.0.0.0",
-                                                   o->port ? o->port : DEFAULT_PORT, &err);
+                         : nbd_client_connect_inet(host, o->port ? o->port : DEFAULT_PORT,
+                                                   &err);
     if (fd < 0) {
         error_report_err(err);
         return EXIT_FAILURE;
     }
-    int n = nbd_list_exports(fd, &e, &err);
-    close(fd);
+    /* The name the certificate must carry: --tls-hostname, else the TCP host. */
+    const char *hostname = o->tls_hostname ? o->tls_hostname
+                                           : (o->sockpath ? NULL : host);
+    int n = nbd_list_exports(fd, creds, hostname, &e, &err);
     if (n < 0) {
         error_report_err(err);
         return EXIT_FAILURE;
@@ -656,25 +673,22 @@ static int nbd_tool_setup_tls(NbdToolOpts *o, NbdServer *srv)
     if (!o->tls_creds) {
         return 0;
     }
-    NbdObject *obj = nbd_objects_find(&o->objects, o->tls_creds);
-    if (!obj || obj->type != NBD_OBJ_TLS_CREDS_X509) {
-        error_report("Failed to get TLS creds: No TLS credentials with id '%s'",
-                     o->tls_creds);
+    Error *err = NULL;
+    const UserObject *obj = user_object_tls_creds(o->tls_creds, true, &err);
+    if (!obj) {
+        error_prepend(&err, "Failed to get TLS creds: ");
+        error_report_err(err);
         return -1;
     }
-    if (!obj->server_endpoint) {
-        error_report("Failed to get TLS creds: Expecting TLS credentials with a server "
-                     "endpoint");
-        return -1;
-    }
-    srv->tls = obj->creds;
+    srv->tls = obj->server_creds;
     if (o->tls_authz) {
-        NbdObject *az = nbd_objects_find(&o->objects, o->tls_authz);
-        if (!az || az->type != NBD_OBJ_AUTHZ_SIMPLE) {
+        const UserObject *az = user_object_find(o->tls_authz);
+        if (!az || az->type != USER_OBJECT_AUTHZ_SIMPLE) {
             error_report("No authorization object with id '%s'", o->tls_authz);
             return -1;
         }
-        srv->authz_identities = &az->identity;
+        /* The server only reads the names; the registry owns them until exit. */
+        srv->authz_identities = (char **)&az->identity;
         srv->nb_authz_identities = 1;
     }
     return 0;
@@ -697,7 +711,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int rc = nbd_tool_parse(argc, argv, &o, &stop);
     if (rc != 0 || stop) {
-        nbd_objects_free(&o.objects);
+        user_object_del_all();
         return rc;
     }
     if (o.list) {
@@ -817,6 +831,6 @@ out:
     if (o.pid_file && ret == EXIT_SUCCESS) {
         unlink(o.pid_file);
     }
-    nbd_objects_free(&o.objects);
+    user_object_del_all();
     return ret;
 }
