@@ -31,6 +31,9 @@ struct NbdTlsClientCreds {
     bool verify_peer;
 };
 
+/* Most CA certificates read from ca-cert.pem for the sanity check. */
+#define TLS_MAX_CA_CERTS 16
+
 /* Join dir and a file name; the caller frees the result. */
 static char *client_creds_path(const char *dir, const char *file)
 {
@@ -41,8 +44,138 @@ static char *client_creds_path(const char *dir, const char *file)
     return p;
 }
 
+/* The reason QEMU gives for a verification status (the later checks win, as there). */
+static const char *sock_verify_reason(unsigned int status)
+{
+    const char *reason = "Invalid certificate";
+    if (status & GNUTLS_CERT_INVALID) {
+        reason = "The certificate is not trusted";
+    }
+    if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) {
+        reason = "The certificate hasn't got a known issuer";
+    }
+    if (status & GNUTLS_CERT_REVOKED) {
+        reason = "The certificate has been revoked";
+    }
+    if (status & GNUTLS_CERT_INSECURE_ALGORITHM) {
+        reason = "The certificate uses an insecure algorithm";
+    }
+    return reason;
+}
+
+/* Sanity check of one of our certificates: in its validity period, CA or not as needed. */
+static int creds_check_cert(gnutls_x509_crt_t cert, const char *file, bool is_ca,
+                            Error **errp)
+{
+    time_t now = time(NULL);
+    if (gnutls_x509_crt_get_expiration_time(cert) < now) {
+        error_setg(errp, "The certificate %s has expired", file);
+        return -EINVAL;
+    }
+    if (gnutls_x509_crt_get_activation_time(cert) > now) {
+        error_setg(errp, "The certificate %s is not yet active", file);
+        return -EINVAL;
+    }
+    unsigned int critical;
+    int status = gnutls_x509_crt_get_basic_constraints(cert, &critical, NULL, NULL);
+    if (status > 0 && !is_ca) {
+        error_setg(errp, "The certificate %s basic constraints show a CA, but we need one "
+                   "for a client", file);
+        return -EINVAL;
+    }
+    if (status == 0 && is_ca) {
+        error_setg(errp, "The certificate %s basic constraints do not show a CA", file);
+        return -EINVAL;
+    }
+    if (status == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE && is_ca) {
+        error_setg(errp, "The certificate %s is missing basic constraints for a CA", file);
+        return -EINVAL;
+    }
+    if (status < 0 && status != GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE) {
+        error_setg(errp, "Unable to query certificate %s basic constraints: %s", file,
+                   gnutls_strerror(status));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/*
+ * What QEMU's sanity-check=on does when credentials are created: our certificate and
+ * the CA certificates parse, are valid now, and ours is signed by the CA, so a bad
+ * directory is reported at --object time rather than as a failed handshake.
+ */
+static int creds_sanity_check(const char *ca, const char *cert_file, Error **errp)
+{
+    gnutls_x509_crt_t cert = NULL;
+    gnutls_x509_crt_t cas[TLS_MAX_CA_CERTS];
+    unsigned int ncas = TLS_MAX_CA_CERTS;
+    gnutls_datum_t data = { NULL, 0 };
+    int ret = -EINVAL;
+
+    if (cert_file) {
+        int r = gnutls_load_file(cert_file, &data);
+        if (r >= 0) {
+            r = gnutls_x509_crt_init(&cert);
+        }
+        if (r >= 0) {
+            r = gnutls_x509_crt_import(cert, &data, GNUTLS_X509_FMT_PEM);
+        }
+        gnutls_free(data.data);
+        data.data = NULL;
+        if (r < 0) {
+            error_setg(errp, "Unable to import client certificate %s: %s", cert_file,
+                       gnutls_strerror(r));
+            if (cert) {
+                gnutls_x509_crt_deinit(cert);
+            }
+            return -EINVAL;
+        }
+    }
+    int r = gnutls_load_file(ca, &data);
+    if (r >= 0) {
+        r = gnutls_x509_crt_list_import(cas, &ncas, &data, GNUTLS_X509_FMT_PEM,
+                                        GNUTLS_X509_CRT_LIST_IMPORT_FAIL_IF_EXCEED);
+    }
+    gnutls_free(data.data);
+    if (r < 0) {
+        error_setg(errp, "Unable to import CA certificate list %s", ca);
+        ncas = 0;
+        goto out;
+    }
+    if (cert && creds_check_cert(cert, cert_file, false, errp) < 0) {
+        goto out;
+    }
+    for (unsigned int i = 0; i < ncas; i++) {
+        if (creds_check_cert(cas[i], ca, true, errp) < 0) {
+            goto out;
+        }
+    }
+    if (cert && ncas) {
+        unsigned int status = 0;
+        if (gnutls_x509_crt_list_verify(&cert, 1, cas, ncas, NULL, 0, 0, &status) < 0) {
+            error_setg(errp, "Unable to verify client certificate %s against CA "
+                       "certificate %s", cert_file, ca);
+            goto out;
+        }
+        if (status) {
+            error_setg(errp, "Our own certificate %s failed validation against %s: %s",
+                       cert_file, ca, sock_verify_reason(status));
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    for (unsigned int i = 0; i < ncas; i++) {
+        gnutls_x509_crt_deinit(cas[i]);
+    }
+    if (cert) {
+        gnutls_x509_crt_deinit(cert);
+    }
+    return ret;
+}
+
 NbdTlsClientCreds *nbd_tls_client_creds_new_x509(const char *dir, bool verify_peer,
-                                                 Error **errp)
+                                                 bool sanity_check, Error **errp)
 {
     NbdTlsClientCreds *c = calloc(1, sizeof(*c));
     char *ca = client_creds_path(dir, TLS_CA_CERT);
@@ -58,6 +191,11 @@ NbdTlsClientCreds *nbd_tls_client_creds_new_x509(const char *dir, bool verify_pe
         error_setg_errno(errp, errno, "Unable to access credentials %s", ca);
         goto fail;
     }
+    /* The client's own certificate is optional: servers with verify-peer=off need none. */
+    bool have_cert = access(cert, R_OK) == 0 && access(key, R_OK) == 0;
+    if (sanity_check && creds_sanity_check(ca, have_cert ? cert : NULL, errp) < 0) {
+        goto fail;
+    }
     ret = gnutls_certificate_allocate_credentials(&c->x509);
     if (ret < 0) {
         error_setg(errp, "Cannot allocate credentials: %s", gnutls_strerror(ret));
@@ -68,8 +206,7 @@ NbdTlsClientCreds *nbd_tls_client_creds_new_x509(const char *dir, bool verify_pe
         error_setg(errp, "Cannot load CA certificate '%s': %s", ca, gnutls_strerror(ret));
         goto fail;
     }
-    /* The client's own certificate is optional: servers with verify-peer=off need none. */
-    if (access(cert, R_OK) == 0 && access(key, R_OK) == 0) {
+    if (have_cert) {
         ret = gnutls_certificate_set_x509_key_file(c->x509, cert, key, GNUTLS_X509_FMT_PEM);
         if (ret < 0) {
             error_setg(errp, "Cannot load certificate '%s' & key '%s': %s", cert, key,
@@ -181,25 +318,6 @@ static ssize_t sock_tls_vec_push(gnutls_transport_ptr_t ptr, const giovec_t *iov
 {
     struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt };
     return sendmsg((int)(intptr_t)ptr, &msg, MSG_NOSIGNAL);
-}
-
-/* The reason QEMU gives for a verification status (the later checks win, as there). */
-static const char *sock_verify_reason(unsigned int status)
-{
-    const char *reason = "Invalid certificate";
-    if (status & GNUTLS_CERT_INVALID) {
-        reason = "The certificate is not trusted";
-    }
-    if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) {
-        reason = "The certificate hasn't got a known issuer";
-    }
-    if (status & GNUTLS_CERT_REVOKED) {
-        reason = "The certificate has been revoked";
-    }
-    if (status & GNUTLS_CERT_INSECURE_ALGORITHM) {
-        reason = "The certificate uses an insecure algorithm";
-    }
-    return reason;
 }
 
 /* Check one certificate of the server's chain: dates, and the name on the first. */

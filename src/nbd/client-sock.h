@@ -23,10 +23,12 @@ typedef struct NbdSock {
 
 /*
  * Load dir/ca-cert.pem (required) and dir/client-cert.pem + dir/client-key.pem (when
- * both exist), as QEMU's tls-creds-x509 does for a client. NULL with errp on failure.
+ * both exist), as QEMU's tls-creds-x509 does for a client; sanity_check first checks
+ * the certificates' dates, CA flags and our certificate against the CA. NULL with
+ * errp on failure.
  */
 NbdTlsClientCreds *nbd_tls_client_creds_new_x509(const char *dir, bool verify_peer,
-                                                 Error **errp);
+                                                 bool sanity_check, Error **errp);
 void nbd_tls_client_creds_free(NbdTlsClientCreds *creds);
 
 /* Read exactly len bytes; -ECONNRESET if the peer closed first (*eof if at 0 bytes). */

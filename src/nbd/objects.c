@@ -200,7 +200,7 @@ static int user_object_tls_x509(UserObject *obj, const UserObjectDef *d,
         obj->server_creds = nbd_tls_creds_new_x509(dir, verify_peer, errp);
         return obj->server_creds ? 0 : -EINVAL;
     }
-    obj->client_creds = nbd_tls_client_creds_new_x509(dir, verify_peer, errp);
+    obj->client_creds = nbd_tls_client_creds_new_x509(dir, verify_peer, sanity, errp);
     return obj->client_creds ? 0 : -EINVAL;
 }
 
