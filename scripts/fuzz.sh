@@ -24,14 +24,17 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # Targets and the library directories each one links; a target's share of a short run.
 declare -A T_DIRS=([fuzz-opts]="src/util" [fuzz-qcow2-open]="src/util src/block src/nbd"
                   [fuzz-qmp-stream]="src/util src/qmp"
-                  [fuzz-nbd-server]="src/util src/block src/nbd")
+                  [fuzz-nbd-server]="src/util src/block src/nbd"
+                  [fuzz-nbd-client]="src/util src/block src/nbd")
 declare -A T_SHARE=([fuzz-opts]=20 [fuzz-qcow2-open]=80 [fuzz-qmp-stream]=20
-                   [fuzz-nbd-server]=20)
+                   [fuzz-nbd-server]=20 [fuzz-nbd-client]=20)
 declare -A T_CORPUS=([fuzz-opts]=corpus-opts [fuzz-qcow2-open]=corpus-qcow2
-                   [fuzz-qmp-stream]=corpus-qmp [fuzz-nbd-server]=corpus-nbd)
+                   [fuzz-qmp-stream]=corpus-qmp [fuzz-nbd-server]=corpus-nbd
+                   [fuzz-nbd-client]=corpus-nbd-client)
 declare -A T_REGRESS=([fuzz-opts]=regress-opts [fuzz-qcow2-open]=regress-qcow2
-                    [fuzz-qmp-stream]=regress-qmp [fuzz-nbd-server]=regress-nbd)
-TARGETS=(fuzz-opts fuzz-qcow2-open fuzz-qmp-stream fuzz-nbd-server)
+                    [fuzz-qmp-stream]=regress-qmp [fuzz-nbd-server]=regress-nbd
+                    [fuzz-nbd-client]=regress-nbd-client)
+TARGETS=(fuzz-opts fuzz-qcow2-open fuzz-qmp-stream fuzz-nbd-server fuzz-nbd-client)
 
 die() { echo "fuzz.sh: $*" >&2; exit 2; }
 
