@@ -46,19 +46,22 @@ static int conn_plain_read(NbdConn *conn, uint8_t *p, size_t len, bool *eof)
 {
     size_t done = QKIT_MIN(len, conn->rlen - conn->rpos);
 
-    memcpy(p, conn->rbuf + conn->rpos, done);
-    conn->rpos += done;
+    if (done) {
+        memcpy(p, conn->rbuf + conn->rpos, done);
+        conn->rpos += done;
+    }
     while (done < len) {
         size_t want = len - done;
-        bool direct = want >= CONN_RBUF_SIZE;
-        if (!direct && !conn->rbuf) {
+        if (want >= CONN_RBUF_SIZE) {
+            return nbd_read_all(conn->fd, p + done, want, done ? NULL : eof);
+        }
+        if (!conn->rbuf) {
             conn->rbuf = malloc(CONN_RBUF_SIZE);
             if (!conn->rbuf) {
                 return -ENOMEM;
             }
         }
-        ssize_t n = direct ? read(conn->fd, p + done, want)
-                           : read(conn->fd, conn->rbuf, CONN_RBUF_SIZE);
+        ssize_t n = read(conn->fd, conn->rbuf, CONN_RBUF_SIZE);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -70,10 +73,6 @@ static int conn_plain_read(NbdConn *conn, uint8_t *p, size_t len, bool *eof)
                 *eof = true;
             }
             return -ECONNRESET;
-        }
-        if (direct) {
-            done += n;
-            continue;
         }
         size_t take = QKIT_MIN(want, (size_t)n);
         memcpy(p + done, conn->rbuf, take);

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fuzz-socket.h"
 #include "nbd/nbd-client.h"
 #include "nbd/nbd-proto.h"
 
@@ -58,44 +59,10 @@ static void fuzz_session(int fd)
     nbd_client_close(&c);
 }
 
-/* Reads and drops whatever the client sends until it closes its end. */
-static void *fuzz_drain(void *arg)
-{
-    int fd = *(int *)arg;
-    char buf[65536];
-    while (read(fd, buf, sizeof(buf)) > 0) {
-        continue;
-    }
-    return NULL;
-}
-
-/* Feeds the input to the client from a thread (it may be larger than the buffer). */
-typedef struct FuzzFeed {
-    int fd;
-    const uint8_t *data;
-    size_t size;
-} FuzzFeed;
-
-static void *fuzz_feed(void *arg)
-{
-    FuzzFeed *f = arg;
-    size_t done = 0;
-    while (done < f->size) {
-        ssize_t n = send(f->fd, f->data + done, f->size - done, MSG_NOSIGNAL);
-        if (n <= 0) {
-            break;
-        }
-        done += n;
-    }
-    shutdown(f->fd, SHUT_WR);
-    return NULL;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *live = getenv("FUZZ_NBD_CLIENT_CONNECT");
     int sv[2];
-    pthread_t drain, feed;
 
     if (live) {
         Error *err = NULL;
@@ -109,13 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         return 0;
     }
-    FuzzFeed f = { .fd = sv[1], .data = data, .size = size };
-    int server_fd = sv[1];
-    pthread_create(&feed, NULL, fuzz_feed, &f);
-    pthread_create(&drain, NULL, fuzz_drain, &server_fd);
+    FuzzFeed f;
+    fuzz_feed_start(&f, sv[1], data, size);
     fuzz_session(sv[0]);
-    pthread_join(feed, NULL);
-    pthread_join(drain, NULL);
-    close(sv[1]);
+    fuzz_feed_finish(&f);
     return 0;
 }

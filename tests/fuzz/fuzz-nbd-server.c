@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "fuzz-socket.h"
 #include "nbd/server.h"
 #include "qkit/block.h"
 
@@ -56,44 +57,10 @@ static int fuzz_setup(void)
     return 0;
 }
 
-/* Reads and drops whatever the server sends until it closes its end. */
-static void *fuzz_drain(void *arg)
-{
-    int fd = *(int *)arg;
-    char buf[65536];
-    while (read(fd, buf, sizeof(buf)) > 0) {
-        continue;
-    }
-    return NULL;
-}
-
-/* Feeds the input to the server from a thread (it may be larger than the buffer). */
-typedef struct FuzzFeed {
-    int fd;
-    const uint8_t *data;
-    size_t size;
-} FuzzFeed;
-
-static void *fuzz_feed(void *arg)
-{
-    FuzzFeed *f = arg;
-    size_t done = 0;
-    while (done < f->size) {
-        ssize_t n = send(f->fd, f->data + done, f->size - done, MSG_NOSIGNAL);
-        if (n <= 0) {
-            break;
-        }
-        done += n;
-    }
-    shutdown(f->fd, SHUT_WR);
-    return NULL;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int ready;
     int sv[2];
-    pthread_t drain, feed;
     Error *err = NULL;
 
     if (!ready) {
@@ -105,14 +72,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         return 0;
     }
-    FuzzFeed f = { .fd = sv[1], .data = data, .size = size };
-    int client_fd = sv[1];
-    pthread_create(&feed, NULL, fuzz_feed, &f);
-    pthread_create(&drain, NULL, fuzz_drain, &client_fd);
+    FuzzFeed f;
+    fuzz_feed_start(&f, sv[1], data, size);
     nbd_server_serve_client(&fuzz_server, sv[0], &err);   /* closes sv[0] */
     error_free(err);
-    pthread_join(feed, NULL);
-    pthread_join(drain, NULL);
-    close(sv[1]);
+    fuzz_feed_finish(&f);
     return 0;
 }
