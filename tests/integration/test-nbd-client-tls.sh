@@ -158,13 +158,32 @@ same_img "compare over TLS with the image" compare --object "$COBJ" \
 JSON='json:{"driver":"nbd","server":{"type":"inet","host":"127.0.0.1","port":"'
 same_img "info json: filename with tls-creds" info --object "$COBJ" \
     "$JSON${PORT[qemu-nbd]}\"},\"tls-creds\":\"tls0\"}"
+FILE_OPTS="file.driver=nbd,file.host=127.0.0.1,file.port=${PORT[qkit-nbd]}"
 same_img "info raw over nbd with file.tls-creds" info --object "$COBJ" --image-opts \
-    "driver=raw,file.driver=nbd,file.host=127.0.0.1,file.port=${PORT[qkit-nbd]},file.tls-creds=tls0"
+    "driver=raw,$FILE_OPTS,file.tls-creds=tls0"
 same_img "verify-peer=off: no hostname needed on a unix socket" info \
     --object "$COBJ,verify-peer=off" --image-opts "$(unix_opts qkit-nbd-tls),tls-creds=tls0"
 same_img "credentials as a JSON object" info \
     --object "{\"qom-type\":\"tls-creds-x509\",\"id\":\"tls0\",\"dir\":\"$P/client\"}" \
     --image-opts "$(tls_tcp qemu-nbd)"
+
+# Writes through TLS land in the served file (a copy, served writable by each server).
+for srv in qemu-nbd qkit-nbd; do
+    cp "$IMG" "$T/rw.raw"
+    prog=$([ $srv = qemu-nbd ] && echo qemu-nbd || echo "$QKIT_NBD")
+    if nbd_start "$prog" "$T/rw.sock" --object "$SOBJ" --tls-creds tls0 -f raw "$T/rw.raw"
+    then
+        t_ok "write via $srv over TLS" "$QKIT_IO" --object "$COBJ" --image-opts \
+            -c 'write -P 0x99 512k 192k' -c 'write -z 0 4k' -c flush \
+            "$(unix_opts rw),tls-creds=tls0,tls-hostname=localhost"
+        nbd_stop $NBD_PID
+        out=$(qemu-io -f raw -c 'read -P 0x99 512k 192k' -c 'read -P 0 0 4k' \
+            -c 'read -P 0x42 4k 60k' "$T/rw.raw" 2>&1 | grep -c '^read ')
+        t_eq "write via $srv over TLS: the file holds the data" 3 "$out"
+    else
+        t_fail "$srv serves a copy writable with TLS" "$(cat "$T/server.err")"
+    fi
+done
 
 # Refusals, with qemu-img's wording.
 for srv in qemu-nbd qkit-nbd; do
@@ -238,3 +257,17 @@ same_list "-L with server credentials" --object "$SOBJ" --tls-creds=tls0 \
     -k "$T/qkit-nbd-tls.sock"
 same_list "-L --tls-hostname without --tls-creds" --tls-hostname=localhost \
     -k "$T/qkit-nbd-tls.sock"
+
+# The registry serves qkit-nbd's own --tls-creds / --tls-authz checks too.
+same_server_err() {
+    local name=$1 q k
+    shift
+    q=$(timeout 30 qemu-nbd "$@" -k "$T/never.sock" -f raw "$IMG" 2>&1; echo "rc=$?")
+    k=$(timeout 30 "$QKIT_NBD" "$@" -k "$T/never.sock" -f raw "$IMG" 2>&1; echo "rc=$?")
+    t_eq "$name" "$q" "$(sed "s#^[^ :]*qkit-nbd:#qemu-nbd:#" <<<"$k")"
+}
+same_server_err "server --tls-creds naming client credentials" --object "$COBJ" \
+    --tls-creds tls0
+same_server_err "server --tls-creds naming a secret" --object secret,id=tls0,data=x \
+    --tls-creds tls0
+same_server_err "authz-simple without identity" --object authz-simple,id=a0
