@@ -9,6 +9,22 @@
 /* Size of the scratch buffer nbd_drain() reads unwanted bytes into. */
 #define NBD_DRAIN_CHUNK 4096
 
+ssize_t nbd_read_some(int fd, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = read(fd, buf, len);
+        if (n > 0) {
+            return n;
+        }
+        if (n == 0) {
+            return -ECONNRESET;
+        }
+        if (errno != EINTR) {
+            return -errno;
+        }
+    }
+}
+
 int nbd_read_all(int fd, void *buf, size_t len, bool *eof)
 {
     uint8_t *p = buf;
@@ -18,18 +34,12 @@ int nbd_read_all(int fd, void *buf, size_t len, bool *eof)
         *eof = false;
     }
     while (done < len) {
-        ssize_t n = read(fd, p + done, len - done);
+        ssize_t n = nbd_read_some(fd, p + done, len - done);
         if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (n == 0) {
-            if (eof && done == 0) {
+            if (n == -ECONNRESET && eof && done == 0) {
                 *eof = true;
             }
-            return -ECONNRESET;
+            return (int)n;
         }
         done += n;
     }

@@ -324,6 +324,8 @@ static inline uint64_t nbd_get_be64(const uint8_t *p)
  * eof is non-NULL), or -errno.
  */
 int nbd_read_all(int fd, void *buf, size_t len, bool *eof);
+/* One read of 1 to len bytes (EINTR retried): the count, -ECONNRESET at EOF, or -errno. */
+ssize_t nbd_read_some(int fd, void *buf, size_t len);
 /* Write all len bytes to fd (MSG_NOSIGNAL on sockets), retrying on EINTR. 0 or -errno. */
 int nbd_write_all(int fd, const void *buf, size_t len);
 /* Read and throw away len bytes (an option or payload the reader does not want). */

@@ -61,18 +61,12 @@ static int conn_plain_read(NbdConn *conn, uint8_t *p, size_t len, bool *eof)
                 return -ENOMEM;
             }
         }
-        ssize_t n = read(conn->fd, conn->rbuf, CONN_RBUF_SIZE);
+        ssize_t n = nbd_read_some(conn->fd, conn->rbuf, CONN_RBUF_SIZE);
         if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        if (n == 0) {
-            if (eof && done == 0) {
+            if (n == -ECONNRESET && eof && done == 0) {
                 *eof = true;
             }
-            return -ECONNRESET;
+            return (int)n;
         }
         size_t take = QKIT_MIN(want, (size_t)n);
         memcpy(p + done, conn->rbuf, take);
