@@ -8,9 +8,15 @@
  *           zeroes already (new image with zero init, --target-is-zero);
  *   BACKING the source takes it from its backing chain and so does the target:
  *           leave it unallocated.
- * Worker threads take chunks in order under one lock, read and (when compressing)
- * compress in parallel, and write either in order (the default, as qemu-img
- * does, so the target is laid out sequentially) or as soon as they are ready.
+ * Worker threads take chunks in order under one lock and read, scan and (when
+ * compressing) compress them in parallel, each into a slot of a ring of buffers:
+ * the reorder window. Writes go either in order (the default, as qemu-img does,
+ * so the target is laid out sequentially) or as soon as a chunk is ready. In order,
+ * a finished chunk waits in its slot; whoever finishes the lowest pending chunk
+ * writes it and every consecutive ready one after it, so the other workers keep
+ * reading and compressing instead of waiting for their turn. A worker waits only
+ * when the window is full. The window is several times deeper than the number of
+ * workers, so one slow chunk (data that does not compress) does not idle a core.
  *
  * Chunk boundaries and the zero scan follow qemu-img exactly, so that the holes
  * of a converted image (what `map` shows) match those of qemu-img's output.
@@ -36,8 +42,37 @@
 /* Buffers are aligned for O_DIRECT targets (-t none). */
 #define CONVERT_BUF_ALIGN 4096
 #define NSEC_PER_SEC 1000000000LL
+/*
+ * The reorder window: at least this many chunks per worker, or as many as fit in
+ * CONVERT_WINDOW_BYTES (small clusters when compressing), up to CONVERT_MAX_SLOTS.
+ */
+#define CONVERT_SLOTS_PER_WORKER 2
+#define CONVERT_WINDOW_BYTES ((size_t)16 * 1024 * 1024)
+#define CONVERT_MAX_SLOTS ((size_t)128)
+/* Most compressing workers, however many cores there are. */
+#define CONVERT_MAX_COMPRESS_WORKERS 64
 
 typedef enum { CONVERT_DATA, CONVERT_ZERO, CONVERT_BACKING } ConvertStatus;
+
+/* What a slot of the window holds. */
+typedef enum {
+    CONVERT_SLOT_FREE,         /* no chunk */
+    CONVERT_SLOT_BUSY,         /* a worker is reading or compressing it */
+    CONVERT_SLOT_READY,        /* in order: waiting to be written */
+    CONVERT_SLOT_DONE,         /* written (or failed): the window may move past it */
+} ConvertSlotState;
+
+/* One chunk in flight and its buffers, allocated once before the copy starts. */
+typedef struct ConvertSlot {
+    ConvertSlotState state;
+    int64_t sector_num;
+    int64_t nb_sectors;
+    ConvertStatus status;
+    uint8_t *buf;              /* buf_sectors of data */
+    uint8_t *cbuf;             /* compressed cluster (split_compress) */
+    ssize_t clen;              /* compressed length, or -ENOSPC to store it plain */
+    bool is_zero;              /* compressed mode: the chunk is all zeroes */
+} ConvertSlot;
 
 typedef struct ConvertState {
     const BlockConvertParams *p;
@@ -56,25 +91,20 @@ typedef struct ConvertState {
     bool split_compress;       /* the driver compresses outside its lock */
 
     pthread_mutex_t lock;
-    pthread_cond_t turn;       /* signalled when wr_offs moves */
+    pthread_cond_t turn;       /* signalled when the window moves or the copy fails */
     int64_t next_sector;       /* first sector not yet handed to a worker */
-    int64_t wr_offs;           /* in-order mode: everything before is written */
+    ConvertSlot *slots;        /* the reorder window, a ring of num_slots */
+    int64_t num_slots;
+    int64_t next_seq;          /* number of chunks handed out so far */
+    int64_t done_seq;          /* chunks before this one are written: the window start */
+    bool writing;              /* in order: a worker is writing ready chunks */
+    int window_waiters;        /* workers waiting for a free slot */
     int64_t allocated_sectors; /* sectors counted by the progress line */
     int64_t allocated_done;
     int ret;                   /* -EINPROGRESS while copying, then 0 or -errno */
     Error *err;                /* the first error */
     int64_t rl_next_ns;        /* rate limit: when the next write may start */
 } ConvertState;
-
-/* One worker thread and its buffers, allocated once before the copy starts. */
-typedef struct ConvertWorker {
-    ConvertState *s;
-    pthread_t thread;
-    uint8_t *buf;              /* buf_sectors of data */
-    uint8_t *cbuf;             /* compressed cluster (split_compress) */
-    ssize_t clen;              /* compressed length, or -ENOSPC to store it plain */
-    bool is_zero;              /* compressed mode: the chunk is all zeroes */
-} ConvertWorker;
 
 /* Called when a copy step fails: keep the first error, stop everyone. */
 static void convert_fail(ConvertState *s, int ret, Error *err)
@@ -358,7 +388,7 @@ static void convert_node_unlock(BlockDriverState *bs)
 }
 
 /* Store a cluster compressed by a worker, as a compressed write would. */
-static int convert_write_precompressed(ConvertState *s, ConvertWorker *w, int64_t offset,
+static int convert_write_precompressed(ConvertState *s, ConvertSlot *w, int64_t offset,
                                        int64_t bytes, const uint8_t *buf)
 {
     BlockDriverState *bs = s->target;
@@ -377,7 +407,7 @@ static int convert_write_precompressed(ConvertState *s, ConvertWorker *w, int64_
 }
 
 /* Write one chunk to the target according to its status (qemu-img's rules). */
-static int convert_write(ConvertState *s, ConvertWorker *w, int64_t sector_num,
+static int convert_write(ConvertState *s, ConvertSlot *w, int64_t sector_num,
                          int64_t nb_sectors, const uint8_t *buf, ConvertStatus status)
 {
     while (nb_sectors > 0) {
@@ -441,7 +471,7 @@ static void convert_account(ConvertState *s, int64_t n, ConvertStatus status)
 }
 
 /* Compressed mode, before waiting for our turn: scan and compress in parallel. */
-static void convert_prepare_compressed(ConvertState *s, ConvertWorker *w, int64_t nb_sectors)
+static void convert_prepare_compressed(ConvertState *s, ConvertSlot *w, int64_t nb_sectors)
 {
     int64_t bytes = nb_sectors << CONVERT_SECTOR_BITS;
     w->is_zero = buffer_is_zero(w->buf, bytes);
@@ -458,72 +488,159 @@ static void convert_prepare_compressed(ConvertState *s, ConvertWorker *w, int64_
                                                cluster_bytes);
 }
 
-/* Body of each worker thread: take chunks until the end or an error. */
-static void *convert_worker(void *opaque)
+/* Called with the lock held: the slot of the seq-th chunk. */
+static ConvertSlot *convert_slot(ConvertState *s, int64_t seq)
 {
-    ConvertWorker *w = opaque;
-    ConvertState *s = w->s;
-    for (;;) {
-        int64_t sector_num, n;
-        ConvertStatus status;
-        Error *err = NULL;
+    return &s->slots[seq % s->num_slots];
+}
 
-        pthread_mutex_lock(&s->lock);
-        if (s->ret != -EINPROGRESS || s->next_sector >= s->total_sectors) {
-            pthread_mutex_unlock(&s->lock);
-            break;
-        }
-        sector_num = s->next_sector;
-        int ret = convert_next_chunk(s, sector_num, &n, &status, &err);
+/* Called with the lock held after a chunk is written: move the window past it. */
+static void convert_advance(ConvertState *s)
+{
+    int freed = 0;
+    while (s->done_seq < s->next_seq &&
+           convert_slot(s, s->done_seq)->state == CONVERT_SLOT_DONE) {
+        convert_slot(s, s->done_seq)->state = CONVERT_SLOT_FREE;
+        s->done_seq++;
+        freed++;
+    }
+    /* Wake one waiter per freed slot: waking them all would only put most back to sleep. */
+    for (int i = 0; i < QKIT_MIN(freed, s->window_waiters); i++) {
+        pthread_cond_signal(&s->turn);
+    }
+}
+
+/* Called without the lock for a handed-out chunk: read, scan and compress it. */
+static void convert_fill(ConvertState *s, ConvertSlot *slot)
+{
+    if (slot->status == CONVERT_DATA) {
+        int ret = convert_read(s, slot->sector_num, slot->nb_sectors, slot->buf);
         if (ret < 0) {
-            pthread_mutex_unlock(&s->lock);
+            Error *err = NULL;
+            error_setg(&err, "error while reading at byte %" PRId64 ": %s",
+                       slot->sector_num << CONVERT_SECTOR_BITS, strerror(-ret));
             convert_fail(s, ret, err);
-            break;
+        } else if (s->compressed) {
+            convert_prepare_compressed(s, slot, slot->nb_sectors);
         }
-        s->next_sector = sector_num + n;
-        convert_account(s, n, status);
-        pthread_mutex_unlock(&s->lock);
-
-        if (status == CONVERT_DATA) {
-            ret = convert_read(s, sector_num, n, w->buf);
-            if (ret < 0) {
-                error_setg(&err, "error while reading at byte %" PRId64 ": %s",
-                           sector_num << CONVERT_SECTOR_BITS, strerror(-ret));
-                convert_fail(s, ret, err);
-            } else if (s->compressed) {
-                convert_prepare_compressed(s, w, n);
-            }
-        } else if (!s->min_sparse && status == CONVERT_ZERO) {
-            /* -S 0: zero ranges are written as data to allocate them. */
-            status = CONVERT_DATA;
-            memset(w->buf, 0, n << CONVERT_SECTOR_BITS);
-            if (s->compressed) {
-                convert_prepare_compressed(s, w, n);
-            }
-        }
-
-        if (s->p->in_order) {
-            pthread_mutex_lock(&s->lock);
-            while (s->wr_offs != sector_num && s->ret == -EINPROGRESS) {
-                pthread_cond_wait(&s->turn, &s->lock);
-            }
-            pthread_mutex_unlock(&s->lock);
-        }
-        if (convert_running(s)) {
-            ret = convert_write(s, w, sector_num, n, w->buf, status);
-            if (ret < 0) {
-                error_setg(&err, "error while writing at byte %" PRId64 ": %s",
-                           sector_num << CONVERT_SECTOR_BITS, strerror(-ret));
-                convert_fail(s, ret, err);
-            }
-        }
-        if (s->p->in_order) {
-            pthread_mutex_lock(&s->lock);
-            s->wr_offs = sector_num + n;
-            pthread_cond_broadcast(&s->turn);
-            pthread_mutex_unlock(&s->lock);
+    } else if (!s->min_sparse && slot->status == CONVERT_ZERO) {
+        /* -S 0: zero ranges are written as data to allocate them. */
+        slot->status = CONVERT_DATA;
+        memset(slot->buf, 0, slot->nb_sectors << CONVERT_SECTOR_BITS);
+        if (s->compressed) {
+            convert_prepare_compressed(s, slot, slot->nb_sectors);
         }
     }
+}
+
+/* Called without the lock: write a filled chunk, unless the copy already failed. */
+static void convert_write_slot(ConvertState *s, ConvertSlot *slot)
+{
+    if (!convert_running(s)) {
+        return;
+    }
+    int ret = convert_write(s, slot, slot->sector_num, slot->nb_sectors, slot->buf,
+                            slot->status);
+    if (ret < 0) {
+        Error *err = NULL;
+        error_setg(&err, "error while writing at byte %" PRId64 ": %s",
+                   slot->sector_num << CONVERT_SECTOR_BITS, strerror(-ret));
+        convert_fail(s, ret, err);
+    }
+}
+
+/*
+ * In order, called with the lock held when the chunk at the window start is ready:
+ * write it and every consecutive ready one, dropping the lock during each write.
+ */
+static void convert_drain(ConvertState *s)
+{
+    s->writing = true;
+    while (s->done_seq < s->next_seq) {
+        ConvertSlot *slot = convert_slot(s, s->done_seq);
+        if (slot->state != CONVERT_SLOT_READY) {
+            break;
+        }
+        pthread_mutex_unlock(&s->lock);
+        convert_write_slot(s, slot);
+        pthread_mutex_lock(&s->lock);
+        slot->state = CONVERT_SLOT_DONE;
+        convert_advance(s);
+    }
+    s->writing = false;
+}
+
+/* Called with the lock held: whether the chunk at the window start waits for a writer. */
+static bool convert_can_drain(ConvertState *s)
+{
+    return s->p->in_order && !s->writing && s->done_seq < s->next_seq &&
+           convert_slot(s, s->done_seq)->state == CONVERT_SLOT_READY;
+}
+
+/*
+ * Called with the lock held: hand out the next chunk in a free slot, or return NULL
+ * (with the copy failed) when its status cannot be found.
+ */
+static ConvertSlot *convert_take(ConvertState *s)
+{
+    int64_t sector_num = s->next_sector, n;
+    ConvertStatus status;
+    Error *err = NULL;
+    int ret = convert_next_chunk(s, sector_num, &n, &status, &err);
+    if (ret < 0) {
+        pthread_mutex_unlock(&s->lock);
+        convert_fail(s, ret, err);
+        pthread_mutex_lock(&s->lock);
+        return NULL;
+    }
+    ConvertSlot *slot = convert_slot(s, s->next_seq++);
+    slot->state = CONVERT_SLOT_BUSY;
+    slot->sector_num = sector_num;
+    slot->nb_sectors = n;
+    slot->status = status;
+    s->next_sector = sector_num + n;
+    convert_account(s, n, status);
+    return slot;
+}
+
+/* Body of each worker thread: fill and write chunks until the end or an error. */
+static void *convert_worker(void *opaque)
+{
+    ConvertState *s = opaque;
+    pthread_mutex_lock(&s->lock);
+    while (s->ret == -EINPROGRESS) {
+        if (convert_can_drain(s)) {
+            convert_drain(s);
+            continue;
+        }
+        if (s->next_sector >= s->total_sectors) {
+            /* Whoever fills the chunks still in flight writes them. */
+            break;
+        }
+        if (s->next_seq - s->done_seq >= s->num_slots) {
+            s->window_waiters++;
+            pthread_cond_wait(&s->turn, &s->lock);
+            s->window_waiters--;
+            continue;
+        }
+        ConvertSlot *slot = convert_take(s);
+        if (!slot) {
+            break;
+        }
+        pthread_mutex_unlock(&s->lock);
+        convert_fill(s, slot);
+        if (!s->p->in_order) {
+            convert_write_slot(s, slot);
+        }
+        pthread_mutex_lock(&s->lock);
+        if (s->p->in_order) {
+            slot->state = CONVERT_SLOT_READY;
+        } else {
+            slot->state = CONVERT_SLOT_DONE;
+            convert_advance(s);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
     return NULL;
 }
 
@@ -623,33 +740,45 @@ static int convert_count_allocated(ConvertState *s, Error **errp)
     return 0;
 }
 
-/* Allocate the per-worker buffers up front: the copy loop itself never allocates. */
-static int convert_alloc_worker(ConvertState *s, ConvertWorker *w)
+/* Allocate the window's buffers up front: the copy loop itself never allocates. */
+static int convert_alloc_slots(ConvertState *s, int nworkers)
 {
     size_t bytes = (size_t)s->buf_sectors << CONVERT_SECTOR_BITS;
-    w->s = s;
-    w->clen = -ENOSPC;
-    if (posix_memalign((void **)&w->buf, CONVERT_BUF_ALIGN, bytes)) {
-        w->buf = NULL;
+    size_t slot_bytes = s->split_compress ? 2 * bytes : bytes;
+    s->num_slots = QKIT_MAX((int64_t)nworkers * CONVERT_SLOTS_PER_WORKER,
+                            (int64_t)QKIT_MIN(CONVERT_WINDOW_BYTES / slot_bytes,
+                                              CONVERT_MAX_SLOTS));
+    s->slots = calloc(s->num_slots, sizeof(*s->slots));
+    if (!s->slots) {
         return -ENOMEM;
     }
-    if (s->split_compress &&
-        posix_memalign((void **)&w->cbuf, CONVERT_BUF_ALIGN, bytes)) {
-        w->cbuf = NULL;
-        return -ENOMEM;
+    for (int64_t i = 0; i < s->num_slots; i++) {
+        ConvertSlot *slot = &s->slots[i];
+        slot->clen = -ENOSPC;
+        if (posix_memalign((void **)&slot->buf, CONVERT_BUF_ALIGN, bytes)) {
+            slot->buf = NULL;
+            return -ENOMEM;
+        }
+        if (s->split_compress &&
+            posix_memalign((void **)&slot->cbuf, CONVERT_BUF_ALIGN, bytes)) {
+            slot->cbuf = NULL;
+            return -ENOMEM;
+        }
     }
     return 0;
 }
 
-/* Compressing is CPU-bound: use at least one worker per core for it. */
+/*
+ * How many worker threads copy. Compressing is CPU-bound: one worker per core, as
+ * more would only take turns on the cores: the window, not the thread count, keeps
+ * the chunks in flight.
+ */
 static int convert_num_workers(const ConvertState *s)
 {
     int n = s->p->num_requests > 0 ? s->p->num_requests : BLOCK_CONVERT_DEFAULT_REQUESTS;
     if (s->compressed && s->split_compress) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        if (cpus > n) {
-            n = (int)QKIT_MIN(cpus, (long)BLOCK_CONVERT_MAX_REQUESTS * 4);
-        }
+        n = (int)QKIT_MAX(1L, QKIT_MIN(cpus, (long)CONVERT_MAX_COMPRESS_WORKERS));
     }
     return n;
 }
@@ -681,7 +810,7 @@ int block_convert(const BlockConvertParams *p, Error **errp)
     pthread_cond_init(&s.turn, NULL);
     s.ret = -EINPROGRESS;
 
-    ConvertWorker *workers = NULL;
+    pthread_t *threads = NULL;
     int nworkers = 0, started = 0;
     int ret = convert_setup(&s, p, errp);
     if (ret < 0) {
@@ -695,28 +824,20 @@ int block_convert(const BlockConvertParams *p, Error **errp)
     }
 
     nworkers = convert_num_workers(&s);
-    workers = calloc(nworkers, sizeof(*workers));
-    if (!workers) {
+    threads = calloc(nworkers, sizeof(*threads));
+    if (!threads || convert_alloc_slots(&s, nworkers) < 0) {
         error_setg(errp, "Out of memory");
         ret = -ENOMEM;
         goto out;
     }
-    for (int i = 0; i < nworkers; i++) {
-        if (convert_alloc_worker(&s, &workers[i]) < 0) {
-            error_setg(errp, "Out of memory");
-            ret = -ENOMEM;
-            goto out;
-        }
-    }
     for (started = 0; started < nworkers; started++) {
-        if (pthread_create(&workers[started].thread, NULL, convert_worker,
-                           &workers[started])) {
+        if (pthread_create(&threads[started], NULL, convert_worker, &s)) {
             convert_fail(&s, -EAGAIN, NULL);
             break;
         }
     }
     for (int i = 0; i < started; i++) {
-        pthread_join(workers[i].thread, NULL);
+        pthread_join(threads[i], NULL);
     }
     if (s.ret == -EINPROGRESS) {
         s.ret = 0;
@@ -733,11 +854,12 @@ int block_convert(const BlockConvertParams *p, Error **errp)
         ret = convert_align_file_end(&s, errp);
     }
 out:
-    for (int i = 0; workers && i < nworkers; i++) {
-        free(workers[i].buf);
-        free(workers[i].cbuf);
+    for (int64_t i = 0; s.slots && i < s.num_slots; i++) {
+        free(s.slots[i].buf);
+        free(s.slots[i].cbuf);
     }
-    free(workers);
+    free(s.slots);
+    free(threads);
     error_free(s.err);
     free(s.src_sectors);
     free(s.src_bytes);
