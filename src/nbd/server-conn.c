@@ -1,27 +1,22 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The server's side of a connection: whole-buffer reads and writes over a plain
- * socket or a GnuTLS session, and the x509 credentials that NBD_OPT_STARTTLS uses.
+ * socket (through a read-ahead buffer) or a GnuTLS session, the x509 credentials that
+ * NBD_OPT_STARTTLS uses and the checks on the client's certificate. The TLS code
+ * shared with the client is in nbd-tls.c.
  */
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
+#include "nbd/nbd-tls.h"
 #include "nbd/server-int.h"
 #include "qkit/cutils.h"
 
-/* File names inside a tls-creds-x509 directory, as QEMU names them. */
-#define TLS_CA_CERT     "ca-cert.pem"
-#define TLS_CA_CRL      "ca-crl.pem"
-#define TLS_SERVER_CERT "server-cert.pem"
-#define TLS_SERVER_KEY  "server-key.pem"
-#define TLS_DH_PARAMS   "dh-params.pem"
 /* Longest distinguished name --tls-authz compares. */
 #define TLS_DN_MAX      1024
 /* Scratch space nbd_conn_drain() reads into. */
@@ -32,9 +27,7 @@
 #define CONN_MAX_IOV    8
 
 struct NbdTlsCreds {
-    gnutls_certificate_credentials_t x509;
-    gnutls_dh_params_t dh;
-    bool verify_peer;
+    NbdTlsX509 x509;
 };
 
 /*
@@ -86,28 +79,8 @@ int nbd_conn_read(NbdConn *conn, void *buf, size_t len, bool *eof)
         }
         return conn_plain_read(conn, buf, len, eof);
     }
-    uint8_t *p = buf;
-    size_t done = 0;
-    if (eof) {
-        *eof = false;
-    }
-    while (done < len) {
-        ssize_t n = gnutls_record_recv(conn->tls, p + done, len - done);
-        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
-            continue;
-        }
-        if (n < 0) {
-            return -EIO;
-        }
-        if (n == 0) {
-            if (eof && done == 0) {
-                *eof = true;
-            }
-            return -ECONNRESET;
-        }
-        done += n;
-    }
-    return 0;
+    /* A client that drops the connection without a TLS goodbye is a read error. */
+    return nbd_tls_read(conn->tls, buf, len, false, eof);
 }
 
 /* Send a plain buffer list with as few system calls as the kernel allows. */
@@ -144,29 +117,7 @@ int nbd_conn_writev(NbdConn *conn, struct iovec *iov, int iovcnt)
     if (!conn->tls) {
         return conn_plain_writev(conn->fd, iov, iovcnt);
     }
-    gnutls_record_cork(conn->tls);
-    for (int i = 0; i < iovcnt; i++) {
-        const uint8_t *p = iov[i].iov_base;
-        size_t left = iov[i].iov_len;
-        while (left > 0) {
-            ssize_t n = gnutls_record_send(conn->tls, p, left);
-            if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
-                continue;
-            }
-            if (n < 0) {
-                return -EIO;
-            }
-            p += n;
-            left -= n;
-        }
-    }
-    for (;;) {
-        int ret = gnutls_record_uncork(conn->tls, GNUTLS_RECORD_WAIT);
-        if (ret == GNUTLS_E_AGAIN || ret == GNUTLS_E_INTERRUPTED) {
-            continue;
-        }
-        return ret < 0 ? -EIO : 0;
-    }
+    return nbd_tls_writev(conn->tls, iov, iovcnt);
 }
 
 /* Write one buffer in full. */
@@ -194,15 +145,7 @@ int nbd_conn_drain(NbdConn *conn, uint64_t len)
 /* Called at the end of a connection: TLS goodbye, then close the socket. */
 void nbd_conn_close(NbdConn *conn)
 {
-    if (conn->tls) {
-        gnutls_bye(conn->tls, GNUTLS_SHUT_WR);
-        gnutls_deinit(conn->tls);
-        conn->tls = NULL;
-    }
-    if (conn->fd >= 0) {
-        close(conn->fd);
-        conn->fd = -1;
-    }
+    nbd_tls_close(&conn->tls, &conn->fd);
     free(conn->rbuf);
     conn->rbuf = NULL;
     conn->rpos = conn->rlen = 0;
@@ -245,7 +188,7 @@ static int conn_check_peer(NbdConn *conn, NbdServer *srv, Error **errp)
     gnutls_session_t s = conn->tls;
     char dn[TLS_DN_MAX];
 
-    if (srv->tls->verify_peer) {
+    if (srv->tls->x509.verify_peer) {
         unsigned int status = 0;
         int ret = gnutls_certificate_verify_peers2(s, &status);
         if (ret == GNUTLS_E_NO_CERTIFICATE_FOUND ||
@@ -258,17 +201,7 @@ static int conn_check_peer(NbdConn *conn, NbdServer *srv, Error **errp)
             return -EPERM;
         }
         if (status) {
-            const char *reason = "Invalid certificate";
-            if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) {
-                reason = "The certificate hasn't got a known issuer";
-            } else if (status & GNUTLS_CERT_REVOKED) {
-                reason = "The certificate has been revoked";
-            } else if (status & GNUTLS_CERT_INSECURE_ALGORITHM) {
-                reason = "The certificate uses an insecure algorithm";
-            } else if (status & GNUTLS_CERT_INVALID) {
-                reason = "The certificate is not trusted";
-            }
-            error_setg(errp, "%s", reason);
+            error_setg(errp, "%s", nbd_tls_verify_reason(status));
             return -EPERM;
         }
     }
@@ -298,32 +231,17 @@ int nbd_conn_start_tls(NbdConn *conn, NbdServer *srv, Error **errp)
         error_setg(errp, "Client sent data before the TLS handshake");
         return -EPROTO;
     }
-    ret = gnutls_init(&s, GNUTLS_SERVER);
+    ret = nbd_tls_session_new(&s, GNUTLS_SERVER, &srv->tls->x509, conn->fd, errp);
     if (ret < 0) {
-        error_setg(errp, "Cannot initialize TLS session: %s", gnutls_strerror(ret));
-        return -EIO;
+        return ret;
     }
-    ret = gnutls_set_default_priority(s);
-    if (ret >= 0) {
-        ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, srv->tls->x509);
-    }
-    if (ret < 0) {
-        error_setg(errp, "Cannot set TLS session parameters: %s", gnutls_strerror(ret));
-        gnutls_deinit(s);
-        return -EIO;
-    }
-    if (srv->tls->verify_peer) {
+    if (srv->tls->x509.verify_peer) {
         gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
     }
-    gnutls_transport_set_int(s, conn->fd);
     gnutls_handshake_set_timeout(s, GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT);
-    do {
-        ret = gnutls_handshake(s);
-    } while (ret < 0 && !gnutls_error_is_fatal(ret));
+    ret = nbd_tls_handshake(s, errp);
     if (ret < 0) {
-        error_setg(errp, "TLS handshake failed: %s", gnutls_strerror(ret));
-        gnutls_deinit(s);
-        return -EIO;
+        return ret;
     }
     conn->tls = s;
     ret = conn_check_peer(conn, srv, errp);
@@ -333,87 +251,16 @@ int nbd_conn_start_tls(NbdConn *conn, NbdServer *srv, Error **errp)
     return 0;
 }
 
-/* Join dir and a file name; NULL-free result the caller frees. */
-static char *creds_path(const char *dir, const char *file)
-{
-    char *p = NULL;
-    if (asprintf(&p, "%s/%s", dir, file) < 0) {
-        abort();
-    }
-    return p;
-}
-
 NbdTlsCreds *nbd_tls_creds_new_x509(const char *dir, bool verify_peer, Error **errp)
 {
     NbdTlsCreds *c = calloc(1, sizeof(*c));
-    char *ca = creds_path(dir, TLS_CA_CERT);
-    char *crl = creds_path(dir, TLS_CA_CRL);
-    char *cert = creds_path(dir, TLS_SERVER_CERT);
-    char *key = creds_path(dir, TLS_SERVER_KEY);
-    char *dh = creds_path(dir, TLS_DH_PARAMS);
-    int ret;
-
     if (!c) {
         abort();
     }
-    c->verify_peer = verify_peer;
-    const char *required[] = { ca, cert, key };
-    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-        if (access(required[i], R_OK) < 0) {
-            error_setg_errno(errp, errno, "Unable to access credentials %s", required[i]);
-            goto fail;
-        }
+    if (nbd_tls_x509_load_dir(&c->x509, dir, GNUTLS_SERVER, verify_peer, false, errp) < 0) {
+        nbd_tls_creds_free(c);
+        return NULL;
     }
-    ret = gnutls_certificate_allocate_credentials(&c->x509);
-    if (ret < 0) {
-        error_setg(errp, "Cannot allocate credentials: %s", gnutls_strerror(ret));
-        goto fail;
-    }
-    ret = gnutls_certificate_set_x509_trust_file(c->x509, ca, GNUTLS_X509_FMT_PEM);
-    if (ret < 0) {
-        error_setg(errp, "Cannot load CA certificate '%s': %s", ca, gnutls_strerror(ret));
-        goto fail;
-    }
-    if (access(crl, R_OK) == 0) {
-        ret = gnutls_certificate_set_x509_crl_file(c->x509, crl, GNUTLS_X509_FMT_PEM);
-        if (ret < 0) {
-            error_setg(errp, "Cannot load CRL '%s': %s", crl, gnutls_strerror(ret));
-            goto fail;
-        }
-    }
-    ret = gnutls_certificate_set_x509_key_file(c->x509, cert, key, GNUTLS_X509_FMT_PEM);
-    if (ret < 0) {
-        error_setg(errp, "Cannot load certificate '%s' & key '%s': %s", cert, key,
-                   gnutls_strerror(ret));
-        goto fail;
-    }
-    if (access(dh, R_OK) == 0) {
-        gnutls_datum_t data = { NULL, 0 };
-        ret = gnutls_load_file(dh, &data);
-        if (ret >= 0) {
-            ret = gnutls_dh_params_init(&c->dh);
-        }
-        if (ret >= 0) {
-            ret = gnutls_dh_params_import_pkcs3(c->dh, &data, GNUTLS_X509_FMT_PEM);
-        }
-        gnutls_free(data.data);
-        if (ret < 0) {
-            error_setg(errp, "Unable to load DH parameters from %s: %s", dh,
-                       gnutls_strerror(ret));
-            goto fail;
-        }
-        gnutls_certificate_set_dh_params(c->x509, c->dh);
-    }
-    goto out;
-fail:
-    nbd_tls_creds_free(c);
-    c = NULL;
-out:
-    free(ca);
-    free(crl);
-    free(cert);
-    free(key);
-    free(dh);
     return c;
 }
 
@@ -422,11 +269,6 @@ void nbd_tls_creds_free(NbdTlsCreds *creds)
     if (!creds) {
         return;
     }
-    if (creds->x509) {
-        gnutls_certificate_free_credentials(creds->x509);
-    }
-    if (creds->dh) {
-        gnutls_dh_params_deinit(creds->dh);
-    }
+    nbd_tls_x509_clear(&creds->x509);
     free(creds);
 }
