@@ -267,19 +267,26 @@ static void nbd_client_send_abort(NbdSock *sock)
     nbd_client_send_opt(sock, NBD_OPT_ABORT, NULL, 0, NULL);
 }
 
+/* Send an option without payload and read the one reply (*data: its payload, freed by caller). */
+static int nbd_client_opt_exchange(NbdSock *sock, uint32_t opt, NbdOptionReply *rep,
+                                   uint8_t **data, Error **errp)
+{
+    int ret = nbd_client_send_opt(sock, opt, NULL, 0, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    return nbd_client_read_opt_reply(sock, opt, rep, data, errp);
+}
+
 /*
  * An option whose only good answer is NBD_REP_ACK (STRUCTURED_REPLY). Returns 1 when
  * acknowledged, 0 when the server declined it, -errno when the connection broke.
  */
 static int nbd_client_simple_opt(NbdSock *sock, uint32_t opt, Error **errp)
 {
-    int ret = nbd_client_send_opt(sock, opt, NULL, 0, errp);
-    if (ret < 0) {
-        return ret;
-    }
     NbdOptionReply rep;
     uint8_t *data;
-    ret = nbd_client_read_opt_reply(sock, opt, &rep, &data, errp);
+    int ret = nbd_client_opt_exchange(sock, opt, &rep, &data, errp);
     if (ret < 0) {
         return ret;
     }
@@ -298,13 +305,9 @@ static int nbd_client_simple_opt(NbdSock *sock, uint32_t opt, Error **errp)
 int nbd_client_starttls(NbdSock *sock, const NbdTlsClientCreds *creds,
                         const char *hostname, Error **errp)
 {
-    int ret = nbd_client_send_opt(sock, NBD_OPT_STARTTLS, NULL, 0, errp);
-    if (ret < 0) {
-        return ret;
-    }
     NbdOptionReply rep;
     uint8_t *data;
-    ret = nbd_client_read_opt_reply(sock, NBD_OPT_STARTTLS, &rep, &data, errp);
+    int ret = nbd_client_opt_exchange(sock, NBD_OPT_STARTTLS, &rep, &data, errp);
     if (ret < 0) {
         return ret;
     }
