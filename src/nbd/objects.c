@@ -145,9 +145,12 @@ static int user_object_parse(const char *def, char **type, UserObjectDef *d, Err
     return 0;
 }
 
-/* Refuse a property the type does not have. */
-static int user_object_check_props(const UserObjectDef *d, const UserObjectClass *cls,
-                                   Error **errp)
+/*
+ * Called once an object's own properties are read: refuse a property the type does not
+ * have (-EINVAL), then an id already taken (-EEXIST), in the order QEMU checks them.
+ */
+static int user_object_check_new(const UserObject *obj, const UserObjectDef *d,
+                                 const UserObjectClass *cls, Error **errp)
 {
     const char *key;
     json_t *val;
@@ -160,6 +163,11 @@ static int user_object_check_props(const UserObjectDef *d, const UserObjectClass
             error_setg(errp, "Parameter '%s' is unexpected", key);
             return -EINVAL;
         }
+    }
+    if (user_object_find(obj->id)) {
+        error_setg(errp, "attempt to add duplicate property '%s' to object (type "
+                   "'container')", obj->id);
+        return -EEXIST;
     }
     return 0;
 }
@@ -182,13 +190,9 @@ static int user_object_tls_x509(UserObject *obj, const UserObjectDef *d,
         error_setg(errp, "Parameter 'endpoint' does not accept value '%s'", endpoint);
         return -EINVAL;
     }
-    if (user_object_check_props(d, cls, errp) < 0) {
-        return -EINVAL;
-    }
-    if (user_object_find(obj->id)) {
-        error_setg(errp, "attempt to add duplicate property '%s' to object (type "
-                   "'container')", obj->id);
-        return -EEXIST;
+    int ret = user_object_check_new(obj, d, cls, errp);
+    if (ret < 0) {
+        return ret;
     }
     if (!dir) {
         error_setg(errp, "Missing 'dir' property value");
@@ -217,13 +221,9 @@ static int user_object_simple(UserObject *obj, const UserObjectDef *d,
     } else if (user_object_str(d, "identity", &a, errp) < 0) {
         return -EINVAL;
     }
-    if (user_object_check_props(d, cls, errp) < 0) {
-        return -EINVAL;
-    }
-    if (user_object_find(obj->id)) {
-        error_setg(errp, "attempt to add duplicate property '%s' to object (type "
-                   "'container')", obj->id);
-        return -EEXIST;
+    int ret = user_object_check_new(obj, d, cls, errp);
+    if (ret < 0) {
+        return ret;
     }
     if (obj->type == USER_OBJECT_SECRET) {
         if (!a && !b) {
