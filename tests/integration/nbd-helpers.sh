@@ -83,3 +83,60 @@ nbd_uri() { echo "nbd+unix:///${2:-}?socket=$1"; }
 
 # nbdsh with libnbd's python module available.
 nbd_sh() { PATH=/usr/bin:$PATH nbdsh "$@"; }
+
+# nbd_pki_ca PREFIX TEMPLATE: a self-signed CA, PREFIX-key.pem and PREFIX-cert.pem.
+nbd_pki_ca() {
+    certtool --generate-privkey --outfile "$1-key.pem" &&
+    certtool --generate-self-signed --load-privkey "$1-key.pem" --template "$2" \
+        --outfile "$1-cert.pem"
+}
+
+# nbd_pki_cert PREFIX CA TEMPLATE: PREFIX-key.pem and PREFIX-cert.pem, signed by the CA
+# made by nbd_pki_ca CA.
+nbd_pki_cert() {
+    certtool --generate-privkey --outfile "$1-key.pem" &&
+    certtool --generate-certificate --load-privkey "$1-key.pem" \
+        --load-ca-certificate "$2-cert.pem" --load-ca-privkey "$2-key.pem" \
+        --template "$3" --outfile "$1-cert.pem"
+}
+
+# nbd_make_pki DIR: certificates for the TLS tests, made with certtool. A CA
+# (DIR/ca-{key,cert}.pem); DIR/server/ for tls-creds-x509,endpoint=server with a
+# certificate for localhost and 127.0.0.1; DIR/client/ for endpoint=client with a
+# client certificate; both hold the CA certificate. A second CA that nothing trusts
+# (DIR/rogue-ca-{key,cert}.pem). Templates are DIR/{ca,server,client}.info. Fails at
+# the first step that fails (certtool's messages go to stdout and stderr).
+nbd_make_pki() {
+    local p=$1
+    mkdir -p "$p/server" "$p/client" || return 1
+    cat >"$p/ca.info" <<'EOF'
+cn = qkit test CA
+ca
+cert_signing_key
+expiration_days = 2
+EOF
+    cat >"$p/server.info" <<'EOF'
+organization = qkit
+cn = localhost
+dns_name = localhost
+ip_address = 127.0.0.1
+tls_www_server
+encryption_key
+signing_key
+expiration_days = 2
+EOF
+    cat >"$p/client.info" <<'EOF'
+country = GB
+organization = qkit
+cn = client.example.com
+tls_www_client
+encryption_key
+signing_key
+expiration_days = 2
+EOF
+    nbd_pki_ca "$p/ca" "$p/ca.info" &&
+    nbd_pki_cert "$p/server/server" "$p/ca" "$p/server.info" &&
+    nbd_pki_cert "$p/client/client" "$p/ca" "$p/client.info" &&
+    nbd_pki_ca "$p/rogue-ca" "$p/ca.info" &&
+    cp "$p/ca-cert.pem" "$p/server/" && cp "$p/ca-cert.pem" "$p/client/"
+}

@@ -19,48 +19,11 @@ done
 # ("ca-as-own"), our certificate as the CA ("own-as-ca"), our certificate from
 # another CA ("mismatch"), a certificate that is not PEM ("garbage").
 P=$T/pki
-mkdir -p "$P/server" "$P/client" "$P/rogue" "$P/empty" "$P/ca-as-own" "$P/own-as-ca" \
-    "$P/mismatch" "$P/garbage"
-cat >"$P/ca.info" <<'EOF'
-cn = qkit test CA
-ca
-cert_signing_key
-expiration_days = 2
-EOF
-cat >"$P/server.info" <<'EOF'
-organization = qkit
-cn = localhost
-dns_name = localhost
-ip_address = 127.0.0.1
-tls_www_server
-encryption_key
-signing_key
-expiration_days = 2
-EOF
-cat >"$P/client.info" <<'EOF'
-organization = qkit
-cn = client.example.com
-tls_www_client
-encryption_key
-signing_key
-expiration_days = 2
-EOF
 mkcerts() {
-    certtool --generate-privkey --outfile "$P/ca-key.pem" &&
-    certtool --generate-self-signed --load-privkey "$P/ca-key.pem" --template "$P/ca.info" \
-        --outfile "$P/ca-cert.pem" &&
-    certtool --generate-privkey --outfile "$P/server/server-key.pem" &&
-    certtool --generate-certificate --load-privkey "$P/server/server-key.pem" \
-        --load-ca-certificate "$P/ca-cert.pem" --load-ca-privkey "$P/ca-key.pem" \
-        --template "$P/server.info" --outfile "$P/server/server-cert.pem" &&
-    certtool --generate-privkey --outfile "$P/client/client-key.pem" &&
-    certtool --generate-certificate --load-privkey "$P/client/client-key.pem" \
-        --load-ca-certificate "$P/ca-cert.pem" --load-ca-privkey "$P/ca-key.pem" \
-        --template "$P/client.info" --outfile "$P/client/client-cert.pem" &&
-    certtool --generate-privkey --outfile "$P/rogue-ca-key.pem" &&
-    certtool --generate-self-signed --load-privkey "$P/rogue-ca-key.pem" \
-        --template "$P/ca.info" --outfile "$P/rogue/ca-cert.pem" &&
-    cp "$P/ca-cert.pem" "$P/server/" && cp "$P/ca-cert.pem" "$P/client/" &&
+    nbd_make_pki "$P" &&
+    mkdir -p "$P/rogue" "$P/empty" "$P/ca-as-own" "$P/own-as-ca" "$P/mismatch" \
+        "$P/garbage" &&
+    cp "$P/rogue-ca-cert.pem" "$P/rogue/ca-cert.pem" &&
     cp "$P/ca-cert.pem" "$P/ca-as-own/" && cp "$P/ca-cert.pem" "$P/ca-as-own/client-cert.pem" &&
     cp "$P/ca-key.pem" "$P/ca-as-own/client-key.pem" &&
     cp "$P/client/client-cert.pem" "$P/own-as-ca/ca-cert.pem" &&

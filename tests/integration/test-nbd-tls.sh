@@ -13,53 +13,12 @@ done
 
 # A CA, a server certificate and two client certificates (one from another CA).
 P=$T/pki
-mkdir -p "$P/server" "$P/client" "$P/noclient" "$P/rogue"
-cat >"$P/ca.info" <<'EOF'
-cn = qkit test CA
-ca
-cert_signing_key
-expiration_days = 2
-EOF
-cat >"$P/server.info" <<'EOF'
-organization = qkit
-cn = localhost
-dns_name = localhost
-ip_address = 127.0.0.1
-tls_www_server
-encryption_key
-signing_key
-expiration_days = 2
-EOF
-cat >"$P/client.info" <<'EOF'
-country = GB
-organization = qkit
-cn = client.example.com
-tls_www_client
-encryption_key
-signing_key
-expiration_days = 2
-EOF
 mkcerts() {
-    certtool --generate-privkey --outfile "$P/ca-key.pem"
-    certtool --generate-self-signed --load-privkey "$P/ca-key.pem" --template "$P/ca.info" \
-        --outfile "$P/ca-cert.pem"
-    certtool --generate-privkey --outfile "$P/server/server-key.pem"
-    certtool --generate-certificate --load-privkey "$P/server/server-key.pem" \
-        --load-ca-certificate "$P/ca-cert.pem" --load-ca-privkey "$P/ca-key.pem" \
-        --template "$P/server.info" --outfile "$P/server/server-cert.pem"
-    certtool --generate-privkey --outfile "$P/client/client-key.pem"
-    certtool --generate-certificate --load-privkey "$P/client/client-key.pem" \
-        --load-ca-certificate "$P/ca-cert.pem" --load-ca-privkey "$P/ca-key.pem" \
-        --template "$P/client.info" --outfile "$P/client/client-cert.pem"
+    nbd_make_pki "$P" &&
+    mkdir -p "$P/noclient" "$P/rogue" &&
     # A client certificate signed by a CA the server does not trust.
-    certtool --generate-privkey --outfile "$P/rogue-ca-key.pem"
-    certtool --generate-self-signed --load-privkey "$P/rogue-ca-key.pem" \
-        --template "$P/ca.info" --outfile "$P/rogue-ca-cert.pem"
-    certtool --generate-privkey --outfile "$P/rogue/client-key.pem"
-    certtool --generate-certificate --load-privkey "$P/rogue/client-key.pem" \
-        --load-ca-certificate "$P/rogue-ca-cert.pem" --load-ca-privkey "$P/rogue-ca-key.pem" \
-        --template "$P/client.info" --outfile "$P/rogue/client-cert.pem"
-    for d in server client noclient rogue; do cp "$P/ca-cert.pem" "$P/$d/"; done
+    nbd_pki_cert "$P/rogue/client" "$P/rogue-ca" "$P/client.info" &&
+    cp "$P/ca-cert.pem" "$P/noclient/" && cp "$P/ca-cert.pem" "$P/rogue/"
 }
 if ! mkcerts >"$T/certtool.log" 2>&1; then
     t_fail "make certificates with certtool" "$(tail -5 "$T/certtool.log")"
