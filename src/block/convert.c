@@ -43,12 +43,14 @@
 #define CONVERT_BUF_ALIGN 4096
 #define NSEC_PER_SEC 1000000000LL
 /*
- * The reorder window: at least this many chunks per worker, or as many as fit in
- * CONVERT_WINDOW_BYTES (small clusters when compressing), up to CONVERT_MAX_SLOTS.
+ * The reorder window when compressing: at least this many clusters per worker, or
+ * as many as fit in CONVERT_WINDOW_BYTES (data and compressed buffers), up to
+ * CONVERT_MAX_SLOTS. A plain copy holds at most CONVERT_COPY_WINDOW_BYTES.
  */
 #define CONVERT_SLOTS_PER_WORKER 2
 #define CONVERT_WINDOW_BYTES ((size_t)16 * 1024 * 1024)
 #define CONVERT_MAX_SLOTS ((size_t)128)
+#define CONVERT_COPY_WINDOW_BYTES ((size_t)8 * 1024 * 1024)
 /* Largest write into a plain file through the page cache (see convert_write_data). */
 #define CONVERT_WRITE_PIECE (64 * 1024)
 /* Most compressing workers, however many cores there are. */
@@ -629,6 +631,10 @@ static ConvertSlot *convert_take(ConvertState *s)
     slot->status = status;
     s->next_sector = sector_num + n;
     convert_account(s, n, status);
+    if (s->next_sector >= s->total_sectors) {
+        /* Nothing left to hand out: workers waiting for a slot can stop. */
+        pthread_cond_broadcast(&s->turn);
+    }
     return slot;
 }
 
@@ -776,14 +782,36 @@ static int convert_count_allocated(ConvertState *s, Error **errp)
     return 0;
 }
 
-/* Allocate the window's buffers up front: the copy loop itself never allocates. */
-static int convert_alloc_slots(ConvertState *s, int nworkers)
+/*
+ * How many worker threads copy and how many chunks the window holds.
+ * Compressing is CPU-bound: one worker per core (more would only take turns on
+ * the cores), and a window deep enough that a cluster which is slow to compress
+ * does not leave the other cores waiting. A plain copy keeps -m chunks in flight,
+ * but no more than CONVERT_COPY_WINDOW_BYTES: the writer takes chunks the readers
+ * left behind, and the shorter that distance the more of them is still in cache.
+ */
+static void convert_plan(ConvertState *s, int *nworkers)
 {
     size_t bytes = (size_t)s->buf_sectors << CONVERT_SECTOR_BITS;
-    size_t slot_bytes = s->split_compress ? 2 * bytes : bytes;
-    s->num_slots = QKIT_MAX((int64_t)nworkers * CONVERT_SLOTS_PER_WORKER,
-                            (int64_t)QKIT_MIN(CONVERT_WINDOW_BYTES / slot_bytes,
-                                              CONVERT_MAX_SLOTS));
+    int n = s->p->num_requests > 0 ? s->p->num_requests : BLOCK_CONVERT_DEFAULT_REQUESTS;
+    if (s->compressed && s->split_compress) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = (int)QKIT_MAX(1L, QKIT_MIN(cpus, (long)CONVERT_MAX_COMPRESS_WORKERS));
+        s->num_slots = QKIT_MAX((int64_t)n * CONVERT_SLOTS_PER_WORKER,
+                                (int64_t)QKIT_MIN(CONVERT_WINDOW_BYTES / (2 * bytes),
+                                                  CONVERT_MAX_SLOTS));
+    } else {
+        int64_t fit = (int64_t)(CONVERT_COPY_WINDOW_BYTES / bytes);
+        s->num_slots = QKIT_MAX((int64_t)1, QKIT_MIN((int64_t)n, fit));
+        n = (int)s->num_slots;
+    }
+    *nworkers = n;
+}
+
+/* Allocate the window's buffers up front: the copy loop itself never allocates. */
+static int convert_alloc_slots(ConvertState *s)
+{
+    size_t bytes = (size_t)s->buf_sectors << CONVERT_SECTOR_BITS;
     s->slots = calloc(s->num_slots, sizeof(*s->slots));
     if (!s->slots) {
         return -ENOMEM;
@@ -802,21 +830,6 @@ static int convert_alloc_slots(ConvertState *s, int nworkers)
         }
     }
     return 0;
-}
-
-/*
- * How many worker threads copy. Compressing is CPU-bound: one worker per core, as
- * more would only take turns on the cores: the window, not the thread count, keeps
- * the chunks in flight.
- */
-static int convert_num_workers(const ConvertState *s)
-{
-    int n = s->p->num_requests > 0 ? s->p->num_requests : BLOCK_CONVERT_DEFAULT_REQUESTS;
-    if (s->compressed && s->split_compress) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        n = (int)QKIT_MAX(1L, QKIT_MIN(cpus, (long)CONVERT_MAX_COMPRESS_WORKERS));
-    }
-    return n;
 }
 
 /*
@@ -859,9 +872,9 @@ int block_convert(const BlockConvertParams *p, Error **errp)
         }
     }
 
-    nworkers = convert_num_workers(&s);
+    convert_plan(&s, &nworkers);
     threads = calloc(nworkers, sizeof(*threads));
-    if (!threads || convert_alloc_slots(&s, nworkers) < 0) {
+    if (!threads || convert_alloc_slots(&s) < 0) {
         error_setg(errp, "Out of memory");
         ret = -ENOMEM;
         goto out;
