@@ -3,12 +3,16 @@
 # generated data: a raw file of random data, compressible text, written zeroes and
 # holes. Cases: raw->qcow2, qcow2->raw, -c (zlib), -c with zstd, and for scale the
 # time of `cp --sparse=always` of the same raw file. Prints seconds for each tool and
-# the ratio qkit/qemu (below 1.00: qkit was faster). Single wall-clock runs: read
-# differences under ~20% as noise, and expect more on a busy machine.
+# the ratio qkit/qemu (below 1.00: qkit was faster). Wall-clock runs: read
+# differences under ~20% as noise, and expect more on a busy machine. Writing through
+# the page cache costs what allocating its pages costs, which varies a lot on a VM
+# that returns free memory to its host; BENCH_REPEAT=N runs each tool N times,
+# alternating which goes first, and keeps each one's best.
 #   bench/convert.sh [SIZE] [BUILD_DIR]      SIZE defaults to 4G
 # Environment:
 #   BENCH_DIR     where the images go (default a temp dir under /var/tmp)
 #   BENCH_VERIFY  1 (default): check each qkit output with `qemu-img compare`
+#   BENCH_REPEAT  runs per tool and case, best kept (default 1)
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${1:-4G}
@@ -16,6 +20,7 @@ B=${2:-build}
 case $B in /*) ;; *) B=$TOP/$B ;; esac
 QKIT_IMG=$B/tools/qkit-img/qkit-img
 VERIFY=${BENCH_VERIFY:-1}
+REPEAT=${BENCH_REPEAT:-1}
 
 for t in "$QKIT_IMG" "$(command -v qemu-img)" "$(command -v python3)"; do
     [ -x "$t" ] || { echo "bench: need $QKIT_IMG, qemu-img and python3"; exit 1; }
@@ -80,25 +85,40 @@ echo "cpus: $(nproc), load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 printf "%-34s %10s %10s %7s  %s\n" "convert" "qemu-img" "qkit-img" "ratio" "output (qemu / qkit)"
 
+# The smaller of two times, "nan" counting as the larger.
+best() {
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "nan" || (b != "nan" && b + 0 < a + 0)) print b;
+                                     else print a }'
+}
+
 # One case: the same convert arguments for both tools, source last before the target.
 # Each tool writes into a page cache free of the other's output: qemu-img's output is
-# measured and removed before qkit-img runs, and qkit-img's output is checked against
-# the source itself.
+# measured and removed before qkit-img runs (and the other way round on even
+# repeats), and qkit-img's output is checked against the source itself.
 case_both() {
     local what=$1; shift
-    local q k note qsize srcfmt=raw src=${!#} prev=
+    local q=nan k=nan t note= qsize=- ksize=- srcfmt=raw src=${!#} prev= r tool
     for a in "$@"; do [ "$prev" = -f ] && srcfmt=$a; prev=$a; done
+    for ((r = 1; r <= REPEAT; r++)); do
+        for tool in $([ $((r % 2)) = 1 ] && echo "qemu qkit" || echo "qkit qemu"); do
+            rm -f "$W/out.q" "$W/out.k"
+            if [ $tool = qemu ]; then
+                t=$(timed qemu-img convert "$@" "$W/out.q")
+                q=$(best "$q" "$t")
+                qsize=$(mib "$W/out.q")
+            else
+                t=$(timed "$QKIT_IMG" convert "$@" "$W/out.k")
+                k=$(best "$k" "$t")
+                ksize=$(mib "$W/out.k")
+                if [ "$VERIFY" = 1 ] && [ "$t" != nan ] && [ $r = 1 ] &&
+                   ! qemu-img compare -q -f "$srcfmt" "$src" "$W/out.k"; then
+                    note="  OUTPUT DIFFERS"
+                fi
+            fi
+        done
+    done
+    row "$what" "$q" "$k" "$qsize / $ksize$note"
     rm -f "$W/out.q" "$W/out.k"
-    q=$(timed qemu-img convert "$@" "$W/out.q")
-    qsize=$(mib "$W/out.q")
-    rm -f "$W/out.q"
-    k=$(timed "$QKIT_IMG" convert "$@" "$W/out.k")
-    note="$qsize / $(mib "$W/out.k")"
-    if [ "$VERIFY" = 1 ] && [ "$k" != nan ]; then
-        qemu-img compare -q -f "$srcfmt" "$src" "$W/out.k" || note="$note  OUTPUT DIFFERS"
-    fi
-    row "$what" "$q" "$k" "$note"
-    rm -f "$W/out.k"
 }
 
 case_both "raw -> qcow2" -f raw -O qcow2 "$W/src.raw"
@@ -107,7 +127,10 @@ case_both "raw -> qcow2 -c (zlib)" -f raw -O qcow2 -c "$W/src.raw"
 case_both "raw -> qcow2 -c (zstd)" -f raw -O qcow2 -c -o compression_type=zstd "$W/src.raw"
 case_both "raw -> raw" -f raw -O raw "$W/src.raw"
 
-rm -f "$W/out.cp"
-c=$(timed cp --sparse=always "$W/src.raw" "$W/out.cp")
+c=nan
+for ((r = 1; r <= REPEAT; r++)); do
+    rm -f "$W/out.cp"
+    c=$(best "$c" "$(timed cp --sparse=always "$W/src.raw" "$W/out.cp")")
+done
 echo
 echo "cp --sparse=always of the raw file: ${c} s ($(mib "$W/out.cp") allocated)"
