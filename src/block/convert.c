@@ -15,8 +15,10 @@
  * a finished chunk waits in its slot; whoever finishes the lowest pending chunk
  * writes it and every consecutive ready one after it, so the other workers keep
  * reading and compressing instead of waiting for their turn. A worker waits only
- * when the window is full. The window is several times deeper than the number of
- * workers, so one slow chunk (data that does not compress) does not idle a core.
+ * when the window is full. When compressing, the window is several times deeper
+ * than the number of workers (one per core), so one slow cluster (data that does
+ * not compress) does not idle a core; a plain copy, bound by the kernel's copying,
+ * keeps a short window so that what is written is still in the CPU caches.
  *
  * Chunk boundaries and the zero scan follow qemu-img exactly, so that the holes
  * of a converted image (what `map` shows) match those of qemu-img's output.
@@ -501,7 +503,7 @@ static void convert_account(ConvertState *s, int64_t n, ConvertStatus status)
     }
 }
 
-/* Compressed mode, before waiting for our turn: scan and compress in parallel. */
+/* Compressed mode, in the worker that read the cluster: scan and compress it. */
 static void convert_prepare_compressed(ConvertState *s, ConvertSlot *w, int64_t nb_sectors)
 {
     int64_t bytes = nb_sectors << CONVERT_SECTOR_BITS;
