@@ -53,8 +53,6 @@
 #define CONVERT_WINDOW_BYTES ((size_t)16 * 1024 * 1024)
 #define CONVERT_MAX_SLOTS ((size_t)128)
 #define CONVERT_COPY_WINDOW_BYTES ((size_t)8 * 1024 * 1024)
-/* Largest write into a plain file through the page cache (see convert_write_data). */
-#define CONVERT_WRITE_PIECE (64 * 1024)
 /* Most compressing workers, however many cores there are. */
 #define CONVERT_MAX_COMPRESS_WORKERS 64
 
@@ -95,7 +93,6 @@ typedef struct ConvertState {
     bool has_zero_init;        /* zero ranges need no write */
     bool compressed;
     bool split_compress;       /* the driver compresses outside its lock */
-    int64_t write_piece;       /* largest data write, 0 = as large as the run */
 
     pthread_mutex_t lock;
     pthread_cond_t turn;       /* signalled when the window moves or the copy fails */
@@ -413,30 +410,6 @@ static int convert_write_precompressed(ConvertState *s, ConvertSlot *w, int64_t 
     return ret;
 }
 
-/*
- * Write a run of data. Into a plain file through the page cache it goes in pieces
- * of write_piece bytes: the kernel sizes page cache folios after the write, and
- * allocating many large ones can cost far more than the copy itself (measured on a
- * VM whose free memory goes back to the host: 2 MiB writes took 3-8 times longer
- * than 64 KiB ones). A raw file's contents do not depend on how writes are cut.
- */
-static int convert_write_data(ConvertState *s, int64_t offset, int64_t bytes,
-                              const uint8_t *buf)
-{
-    int64_t piece = s->write_piece ? s->write_piece : bytes;
-    while (bytes > 0) {
-        int64_t n = QKIT_MIN(bytes, piece);
-        int ret = bdrv_pwrite(s->target, offset, n, buf, 0);
-        if (ret < 0) {
-            return ret;
-        }
-        offset += n;
-        bytes -= n;
-        buf += n;
-    }
-    return 0;
-}
-
 /* Write one chunk to the target according to its status (qemu-img's rules). */
 static int convert_write(ConvertState *s, ConvertSlot *w, int64_t sector_num,
                          int64_t nb_sectors, const uint8_t *buf, ConvertStatus status)
@@ -459,11 +432,9 @@ static int convert_write(ConvertState *s, ConvertSlot *w, int64_t sector_num,
                 if (s->compressed && s->split_compress) {
                     ret = convert_write_precompressed(s, w, offset, n << CONVERT_SECTOR_BITS,
                                                       buf);
-                } else if (s->compressed) {
-                    ret = bdrv_pwrite(s->target, offset, n << CONVERT_SECTOR_BITS, buf,
-                                      BDRV_REQ_WRITE_COMPRESSED);
                 } else {
-                    ret = convert_write_data(s, offset, n << CONVERT_SECTOR_BITS, buf);
+                    ret = bdrv_pwrite(s->target, offset, n << CONVERT_SECTOR_BITS, buf,
+                                      s->compressed ? BDRV_REQ_WRITE_COMPRESSED : 0);
                 }
                 if (ret < 0) {
                     return ret;
@@ -734,12 +705,6 @@ static int convert_setup(ConvertState *s, const BlockConvertParams *p, Error **e
         }
     }
 
-    BlockDriverState *file = bdrv_get_protocol(s->target);
-    bool raw_file = (file == s->target || !strcmp(s->target->drv->format_name, "raw")) &&
-                    !strcmp(file->drv->format_name, "file");
-    if (raw_file && !(file->open_flags & BDRV_O_NOCACHE)) {
-        s->write_piece = CONVERT_WRITE_PIECE;
-    }
 
     BlockDriverInfo bdi;
     memset(&bdi, 0, sizeof(bdi));
