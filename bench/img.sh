@@ -58,6 +58,8 @@ both() {
             args=()
             if [ -n "$src" ]; then
                 cp --sparse=always "$src" "$W/copy.qcow2"
+                # Written back now, so the kernel's writeback does not land in the timing.
+                sync "$W/copy.qcow2"
                 cat "$W/copy.qcow2" >/dev/null
             fi
             for a in "$@"; do args+=("${a//@IMG@/$W/copy.qcow2}"); done
