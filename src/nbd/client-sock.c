@@ -21,7 +21,9 @@
 #include "nbd/nbd-tls.h"
 
 struct NbdTlsClientCreds {
+    bool is_psk;             /* tls-creds-psk: psk is loaded, x509 is empty */
     NbdTlsX509 x509;
+    NbdTlsPsk psk;
 };
 
 NbdTlsClientCreds *nbd_tls_client_creds_new_x509(const char *dir, bool verify_peer,
@@ -39,12 +41,28 @@ NbdTlsClientCreds *nbd_tls_client_creds_new_x509(const char *dir, bool verify_pe
     return c;
 }
 
+NbdTlsClientCreds *nbd_tls_client_creds_new_psk(const char *dir, const char *username,
+                                                Error **errp)
+{
+    NbdTlsClientCreds *c = calloc(1, sizeof(*c));
+    if (!c) {
+        abort();
+    }
+    c->is_psk = true;
+    if (nbd_tls_psk_load_dir(&c->psk, dir, GNUTLS_CLIENT, username, errp) < 0) {
+        nbd_tls_client_creds_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 void nbd_tls_client_creds_free(NbdTlsClientCreds *creds)
 {
     if (!creds) {
         return;
     }
     nbd_tls_x509_clear(&creds->x509);
+    nbd_tls_psk_clear(&creds->psk);
     free(creds);
 }
 
@@ -158,7 +176,8 @@ int nbd_sock_start_tls(NbdSock *s, const NbdTlsClientCreds *creds, const char *h
                        Error **errp)
 {
     gnutls_session_t tls;
-    int ret = nbd_tls_session_new(&tls, GNUTLS_CLIENT, &creds->x509, s->fd, errp);
+    int ret = nbd_tls_session_new(&tls, GNUTLS_CLIENT, creds->is_psk ? NULL : &creds->x509,
+                                  &creds->psk, s->fd, errp);
     if (ret < 0) {
         return ret;
     }
@@ -167,7 +186,8 @@ int nbd_sock_start_tls(NbdSock *s, const NbdTlsClientCreds *creds, const char *h
     if (ret < 0) {
         return ret;
     }
-    if (creds->x509.verify_peer) {
+    /* A PSK session has no certificate: knowing the key is the server's proof. */
+    if (!creds->is_psk && creds->x509.verify_peer) {
         ret = sock_check_server(tls, hostname, errp);
         if (ret < 0) {
             gnutls_deinit(tls);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * The client's side of an NBD connection: a socket that carries plain bytes until
- * NBD_OPT_STARTTLS succeeds and a GnuTLS client session afterwards, and the x509
- * credentials (tls-creds-x509 with endpoint=client) that session uses.
+ * NBD_OPT_STARTTLS succeeds and a GnuTLS client session afterwards, and the x509 or
+ * PSK credentials (tls-creds-x509 / tls-creds-psk with endpoint=client) it uses.
  */
 #ifndef QKIT_NBD_CLIENT_SOCK_H
 #define QKIT_NBD_CLIENT_SOCK_H
@@ -29,6 +29,13 @@ typedef struct NbdSock {
  */
 NbdTlsClientCreds *nbd_tls_client_creds_new_x509(const char *dir, bool verify_peer,
                                                  bool sanity_check, Error **errp);
+/*
+ * Client PSK credentials (tls-creds-psk with endpoint=client): username's key from
+ * dir/keys.psk, as QEMU loads them. NULL with errp on failure.
+ */
+NbdTlsClientCreds *nbd_tls_client_creds_new_psk(const char *dir, const char *username,
+                                                Error **errp);
+/* Free client credentials of either kind (NULL is fine). */
 void nbd_tls_client_creds_free(NbdTlsClientCreds *creds);
 
 /* Read exactly len bytes; -ECONNRESET if the peer closed first (*eof if at 0 bytes). */

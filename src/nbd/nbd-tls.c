@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +22,10 @@
 #define TLS_CLIENT_CERT "client-cert.pem"
 #define TLS_CLIENT_KEY  "client-key.pem"
 #define TLS_DH_PARAMS   "dh-params.pem"
+/* The key file inside a tls-creds-psk directory: lines "username:hexkey". */
+#define TLS_PSK_FILE    "keys.psk"
+/* The key exchanges a PSK session adds to the default priority, as QEMU does. */
+#define TLS_PSK_PRIORITY_APPEND "+ECDHE-PSK:+DHE-PSK:+PSK"
 /* Most CA certificates read from ca-cert.pem for the sanity check. */
 #define TLS_MAX_CA_CERTS 16
 
@@ -293,8 +298,119 @@ void nbd_tls_x509_clear(NbdTlsX509 *x)
     }
 }
 
+/*
+ * A client's key: the hex key on the line of dir/keys.psk that names username, in
+ * *key (caller frees). 0, or -errno with QEMU's message.
+ */
+static int tls_psk_find_key(const char *file, const char *username, char **key,
+                            Error **errp)
+{
+    size_t ulen = strlen(username);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    FILE *f = fopen(file, "r");
+    *key = NULL;
+    if (!f) {
+        int err = errno;
+        error_setg_errno(errp, err, "Cannot read PSK file %s", file);
+        return -err;
+    }
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+            line[--n] = '\0';
+        }
+        if (!strncmp(line, username, ulen) && line[ulen] == ':') {
+            *key = strdup(line + ulen + 1);
+            if (!*key) {
+                abort();
+            }
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    if (!*key) {
+        error_setg(errp, "Username %s not found in PSK file %s", username, file);
+        return -ENOENT;
+    }
+    return 0;
+}
+
+/* endpoint=client: allocate the credentials and set username's key from file. */
+static int tls_psk_load_client(NbdTlsPsk *p, const char *file, const char *username,
+                               Error **errp)
+{
+    char *key = NULL;
+    int ret = tls_psk_find_key(file, username, &key, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = gnutls_psk_allocate_client_credentials(&p->client);
+    if (ret < 0) {
+        error_setg(errp, "Cannot allocate credentials: %s", gnutls_strerror(ret));
+        free(key);
+        return -EINVAL;
+    }
+    gnutls_datum_t k = { (unsigned char *)key, strlen(key) };
+    ret = gnutls_psk_set_client_credentials(p->client, username, &k, GNUTLS_PSK_KEY_HEX);
+    free(key);
+    if (ret < 0) {
+        error_setg(errp, "Cannot set PSK client credentials: %s", gnutls_strerror(ret));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* endpoint=server: GnuTLS reads file at each handshake for the client's username. */
+static int tls_psk_load_server(NbdTlsPsk *p, const char *file, Error **errp)
+{
+    int ret = gnutls_psk_allocate_server_credentials(&p->server);
+    if (ret < 0) {
+        error_setg(errp, "Cannot allocate credentials: %s", gnutls_strerror(ret));
+        return -EINVAL;
+    }
+    ret = gnutls_psk_set_server_credentials_file(p->server, file);
+    if (ret < 0) {
+        error_setg(errp, "Cannot set PSK server credentials: %s", gnutls_strerror(ret));
+        return -EINVAL;
+    }
+    /* DHE-PSK needs group parameters; the RFC 7919 ones spare generating any. */
+    ret = gnutls_psk_set_server_known_dh_params(p->server, GNUTLS_SEC_PARAM_MEDIUM);
+    if (ret < 0) {
+        error_setg(errp, "Cannot set DH parameters: %s", gnutls_strerror(ret));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int nbd_tls_psk_load_dir(NbdTlsPsk *p, const char *dir, unsigned int endpoint,
+                         const char *username, Error **errp)
+{
+    char *file = tls_path(dir, TLS_PSK_FILE);
+    int ret = tls_require((const char *const[]){ file }, 1, errp);
+    if (ret == 0) {
+        ret = endpoint == GNUTLS_SERVER ? tls_psk_load_server(p, file, errp)
+                                        : tls_psk_load_client(p, file, username, errp);
+    }
+    free(file);
+    return ret;
+}
+
+void nbd_tls_psk_clear(NbdTlsPsk *p)
+{
+    if (p->server) {
+        gnutls_psk_free_server_credentials(p->server);
+        p->server = NULL;
+    }
+    if (p->client) {
+        gnutls_psk_free_client_credentials(p->client);
+        p->client = NULL;
+    }
+}
+
 int nbd_tls_session_new(gnutls_session_t *out, unsigned int endpoint, const NbdTlsX509 *x,
-                        int fd, Error **errp)
+                        const NbdTlsPsk *psk, int fd, Error **errp)
 {
     gnutls_session_t s;
     int ret = gnutls_init(&s, endpoint);
@@ -302,9 +418,18 @@ int nbd_tls_session_new(gnutls_session_t *out, unsigned int endpoint, const NbdT
         error_setg(errp, "Cannot initialize TLS session: %s", gnutls_strerror(ret));
         return -EIO;
     }
-    ret = gnutls_set_default_priority(s);
-    if (ret >= 0) {
-        ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, x->cred);
+    if (x) {
+        ret = gnutls_set_default_priority(s);
+        if (ret >= 0) {
+            ret = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, x->cred);
+        }
+    } else {
+        ret = gnutls_set_default_priority_append(s, TLS_PSK_PRIORITY_APPEND, NULL, 0);
+        if (ret >= 0) {
+            ret = gnutls_credentials_set(s, GNUTLS_CRD_PSK,
+                                         endpoint == GNUTLS_SERVER ? (void *)psk->server
+                                                                   : (void *)psk->client);
+        }
     }
     if (ret < 0) {
         error_setg(errp, "Cannot set TLS session parameters: %s", gnutls_strerror(ret));

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * GnuTLS pieces both ends of an NBD connection use: x509 credentials loaded from a
- * tls-creds-x509 directory, the session set-up and handshake after NBD_OPT_STARTTLS,
+ * tls-creds-x509 directory, PSK credentials from a tls-creds-psk one, the session set-up and handshake after NBD_OPT_STARTTLS,
  * whole-buffer record reads and corked writes, and the goodbye. The client
  * (client-sock.c) and the server (server-conn.c) add their own certificate checks.
  */
@@ -35,15 +35,34 @@ int nbd_tls_x509_load_dir(NbdTlsX509 *x, const char *dir, unsigned int endpoint,
 /* Free what nbd_tls_x509_load_dir loaded. */
 void nbd_tls_x509_clear(NbdTlsX509 *x);
 
+/* Loaded PSK credentials of one endpoint (tls-creds-psk). */
+typedef struct NbdTlsPsk {
+    gnutls_psk_server_credentials_t server;   /* endpoint=server: keys.psk, read per login */
+    gnutls_psk_client_credentials_t client;   /* endpoint=client: our username and key */
+} NbdTlsPsk;
+
+/*
+ * Load a tls-creds-psk directory for endpoint as QEMU does: a server hands
+ * dir/keys.psk to GnuTLS, which looks each client's username up in it; a client finds
+ * the line "username:hexkey" for its own username. 0, or -errno with errp; p is then
+ * left for nbd_tls_psk_clear.
+ */
+int nbd_tls_psk_load_dir(NbdTlsPsk *p, const char *dir, unsigned int endpoint,
+                         const char *username, Error **errp);
+/* Free what nbd_tls_psk_load_dir loaded. */
+void nbd_tls_psk_clear(NbdTlsPsk *p);
+
 /* The reason QEMU gives for a failed verification status. */
 const char *nbd_tls_verify_reason(unsigned int status);
 
 /*
- * A session over fd for endpoint (GNUTLS_CLIENT or GNUTLS_SERVER) with the default
- * priority and x's certificates; the caller may adjust it before the handshake.
+ * A session over fd for endpoint (GNUTLS_CLIENT or GNUTLS_SERVER) with x's
+ * certificates and the default priority, or (x NULL) psk's keys and the default
+ * priority with the PSK key exchanges added; the caller may adjust it before the
+ * handshake.
  */
 int nbd_tls_session_new(gnutls_session_t *out, unsigned int endpoint, const NbdTlsX509 *x,
-                        int fd, Error **errp);
+                        const NbdTlsPsk *psk, int fd, Error **errp);
 /* Run the handshake to its end; on failure the session is freed. 0 or -EIO. */
 int nbd_tls_handshake(gnutls_session_t s, Error **errp);
 

@@ -32,11 +32,18 @@ static const char *const secret_props[] = {
 static const char *const tls_x509_props[] = {
     "endpoint", "dir", "verify-peer", "priority", "sanity-check", "passwordid", NULL,
 };
+static const char *const tls_psk_props[] = {
+    "endpoint", "dir", "verify-peer", "priority", "username", NULL,
+};
 static const char *const authz_simple_props[] = { "identity", NULL };
+
+/* The PSK username a client sends when tls-creds-psk names none, as in QEMU. */
+#define TLS_PSK_DEFAULT_USERNAME "qemu"
 
 static const UserObjectClass user_object_classes[] = {
     { "secret", USER_OBJECT_SECRET, secret_props },
     { "tls-creds-x509", USER_OBJECT_TLS_CREDS_X509, tls_x509_props },
+    { "tls-creds-psk", USER_OBJECT_TLS_CREDS_PSK, tls_psk_props },
     { "authz-simple", USER_OBJECT_AUTHZ_SIMPLE, authz_simple_props },
 };
 
@@ -172,16 +179,20 @@ static int user_object_check_new(const UserObject *obj, const UserObjectDef *d,
     return 0;
 }
 
-/* tls-creds-x509: check the properties, then load the PEM files for the endpoint. */
-static int user_object_tls_x509(UserObject *obj, const UserObjectDef *d,
-                                const UserObjectClass *cls, Error **errp)
+/*
+ * tls-creds-x509 and tls-creds-psk: check the properties, then load the PEM files or
+ * the key file for the endpoint.
+ */
+static int user_object_tls(UserObject *obj, const UserObjectDef *d,
+                           const UserObjectClass *cls, Error **errp)
 {
-    const char *endpoint, *dir, *priority, *passwordid;
+    const char *endpoint, *dir, *priority, *passwordid, *username;
     bool verify_peer, sanity;
     if (user_object_str(d, "endpoint", &endpoint, errp) < 0 ||
         user_object_str(d, "dir", &dir, errp) < 0 ||
         user_object_str(d, "priority", &priority, errp) < 0 ||
         user_object_str(d, "passwordid", &passwordid, errp) < 0 ||
+        user_object_str(d, "username", &username, errp) < 0 ||
         user_object_bool(d, "verify-peer", true, &verify_peer, errp) < 0 ||
         user_object_bool(d, "sanity-check", true, &sanity, errp) < 0) {
         return -EINVAL;
@@ -200,6 +211,15 @@ static int user_object_tls_x509(UserObject *obj, const UserObjectDef *d,
     }
     /* QEMU's default endpoint is the client. */
     obj->server_endpoint = endpoint && !strcmp(endpoint, "server");
+    if (obj->type == USER_OBJECT_TLS_CREDS_PSK) {
+        if (obj->server_endpoint) {
+            obj->server_creds = nbd_tls_creds_new_psk(dir, errp);
+            return obj->server_creds ? 0 : -EINVAL;
+        }
+        obj->client_creds = nbd_tls_client_creds_new_psk(
+            dir, username ? username : TLS_PSK_DEFAULT_USERNAME, errp);
+        return obj->client_creds ? 0 : -EINVAL;
+    }
     if (obj->server_endpoint) {
         obj->server_creds = nbd_tls_creds_new_x509(dir, verify_peer, errp);
         return obj->server_creds ? 0 : -EINVAL;
@@ -299,8 +319,9 @@ int user_object_add(const char *def, Error **errp)
     if (!obj->id) {
         abort();
     }
-    ret = obj->type == USER_OBJECT_TLS_CREDS_X509 ? user_object_tls_x509(obj, &d, cls, errp)
-                                                  : user_object_simple(obj, &d, cls, errp);
+    bool tls = obj->type == USER_OBJECT_TLS_CREDS_X509 ||
+               obj->type == USER_OBJECT_TLS_CREDS_PSK;
+    ret = tls ? user_object_tls(obj, &d, cls, errp) : user_object_simple(obj, &d, cls, errp);
     if (ret < 0) {
         goto out;
     }
@@ -336,7 +357,7 @@ const UserObject *user_object_tls_creds(const char *id, bool server, Error **err
         error_setg(errp, "No TLS credentials with id '%s'", id);
         return NULL;
     }
-    if (obj->type != USER_OBJECT_TLS_CREDS_X509) {
+    if (obj->type != USER_OBJECT_TLS_CREDS_X509 && obj->type != USER_OBJECT_TLS_CREDS_PSK) {
         error_setg(errp, "Object with id '%s' is not TLS credentials", id);
         return NULL;
     }

@@ -3,7 +3,8 @@
  * User-creatable objects (--object): one process-wide registry, as QEMU keeps its
  * /objects container, so that a block driver can find TLS credentials by the id an
  * option names (tls-creds=ID) without the tool passing them down. Types known:
- * tls-creds-x509 (loaded when created, either endpoint), authz-simple and secret.
+ * tls-creds-x509 and tls-creds-psk (loaded when created, either endpoint),
+ * authz-simple and secret.
  * Objects are added while the tool parses its command line and live until
  * user_object_del_all(); lookups are safe from any thread.
  */
@@ -19,6 +20,7 @@
 typedef enum {
     USER_OBJECT_SECRET,
     USER_OBJECT_TLS_CREDS_X509,
+    USER_OBJECT_TLS_CREDS_PSK,
     USER_OBJECT_AUTHZ_SIMPLE,
 } UserObjectType;
 

@@ -111,6 +111,8 @@ int nbd_local_client_handshake(int sock, const char *name, uint64_t *size,
  * dh-params.pem). verify_peer: clients must present a certificate the CA signed.
  */
 NbdTlsCreds *nbd_tls_creds_new_x509(const char *dir, bool verify_peer, Error **errp);
+/* Server PSK credentials (tls-creds-psk): dir/keys.psk. NULL with errp on failure. */
+NbdTlsCreds *nbd_tls_creds_new_psk(const char *dir, Error **errp);
 void nbd_tls_creds_free(NbdTlsCreds *creds);
 
 /*
