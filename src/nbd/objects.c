@@ -19,33 +19,58 @@
 static UserObject *user_objects;
 static pthread_mutex_t user_objects_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* One property of an object type, and the type name "TYPE,help" shows for it. */
+typedef struct UserObjectProp {
+    const char *name;
+    const char *type;
+} UserObjectProp;
+
 /* One object type: its name and the properties it takes (besides qom-type and id). */
 typedef struct UserObjectClass {
     const char *name;
     UserObjectType type;
-    const char *const *props;
+    const UserObjectProp *props;
 } UserObjectClass;
 
-static const char *const secret_props[] = {
-    "data", "file", "format", "keyid", "iv", NULL,
+static const UserObjectProp secret_props[] = {
+    { "data", "string" }, { "file", "string" }, { "format", "QCryptoSecretFormat" },
+    { "keyid", "string" }, { "iv", "string" }, { NULL, NULL },
 };
-static const char *const tls_x509_props[] = {
-    "endpoint", "dir", "verify-peer", "priority", "sanity-check", "passwordid", NULL,
+static const UserObjectProp tls_x509_props[] = {
+    { "endpoint", "QCryptoTLSCredsEndpoint" }, { "dir", "string" },
+    { "verify-peer", "bool" }, { "priority", "string" }, { "sanity-check", "bool" },
+    { "passwordid", "string" }, { NULL, NULL },
 };
-static const char *const tls_psk_props[] = {
-    "endpoint", "dir", "verify-peer", "priority", "username", NULL,
+static const UserObjectProp tls_psk_props[] = {
+    { "endpoint", "QCryptoTLSCredsEndpoint" }, { "dir", "string" },
+    { "verify-peer", "bool" }, { "priority", "string" }, { "username", "string" },
+    { NULL, NULL },
 };
-static const char *const authz_simple_props[] = { "identity", NULL };
+static const UserObjectProp authz_simple_props[] = { { "identity", "string" }, { NULL, NULL } };
+
+/* Most properties one object type has. */
+#define USER_OBJECT_MAX_PROPS 16
 
 /* The PSK username a client sends when tls-creds-psk names none, as in QEMU. */
 #define TLS_PSK_DEFAULT_USERNAME "qemu"
 
 static const UserObjectClass user_object_classes[] = {
-    { "secret", USER_OBJECT_SECRET, secret_props },
-    { "tls-creds-x509", USER_OBJECT_TLS_CREDS_X509, tls_x509_props },
-    { "tls-creds-psk", USER_OBJECT_TLS_CREDS_PSK, tls_psk_props },
     { "authz-simple", USER_OBJECT_AUTHZ_SIMPLE, authz_simple_props },
+    { "secret", USER_OBJECT_SECRET, secret_props },
+    { "tls-creds-psk", USER_OBJECT_TLS_CREDS_PSK, tls_psk_props },
+    { "tls-creds-x509", USER_OBJECT_TLS_CREDS_X509, tls_x509_props },
 };
+
+/* The class named name, or NULL. */
+static const UserObjectClass *user_object_class(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(user_object_classes); i++) {
+        if (!strcmp(name, user_object_classes[i].name)) {
+            return &user_object_classes[i];
+        }
+    }
+    return NULL;
+}
 
 /* The parsed definition: its properties, and whether they came typed (JSON form). */
 typedef struct UserObjectDef {
@@ -163,8 +188,8 @@ static int user_object_check_new(const UserObject *obj, const UserObjectDef *d,
     json_t *val;
     json_object_foreach(d->props, key, val) {
         bool known = !strcmp(key, "qom-type") || !strcmp(key, "id");
-        for (int i = 0; !known && cls->props[i]; i++) {
-            known = !strcmp(key, cls->props[i]);
+        for (int i = 0; !known && cls->props[i].name; i++) {
+            known = !strcmp(key, cls->props[i].name);
         }
         if (!known) {
             error_setg(errp, "Parameter '%s' is unexpected", key);
@@ -288,11 +313,7 @@ int user_object_add(const char *def, Error **errp)
         goto out;
     }
     ret = -EINVAL;
-    for (size_t i = 0; i < ARRAY_SIZE(user_object_classes); i++) {
-        if (!strcmp(type, user_object_classes[i].name)) {
-            cls = &user_object_classes[i];
-        }
-    }
+    cls = user_object_class(type);
     if (!cls) {
         error_setg(errp, "Parameter 'qom-type' does not accept value '%s'", type);
         goto out;
@@ -335,6 +356,90 @@ out:
     json_decref(d.props);
     free(type);
     return ret;
+}
+
+/* qsort order for property names in a type's help. */
+static int user_object_prop_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const UserObjectProp *const *)a)->name,
+                   (*(const UserObjectProp *const *)b)->name);
+}
+
+/* The help text for one type: its properties sorted by name. */
+static char *user_object_class_help(const UserObjectClass *cls)
+{
+    const UserObjectProp *sorted[USER_OBJECT_MAX_PROPS];
+    size_t n = 0;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) {
+        abort();
+    }
+    for (; n < USER_OBJECT_MAX_PROPS && cls->props[n].name; n++) {
+        sorted[n] = &cls->props[n];
+    }
+    qsort(sorted, n, sizeof(sorted[0]), user_object_prop_cmp);
+    fprintf(f, "%s options:\n", cls->name);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "  %s=<%s>\n", sorted[i]->name, sorted[i]->type);
+    }
+    fclose(f);
+    return text;
+}
+
+char *user_object_help(const char *def)
+{
+    if (def[0] == '{') {
+        return NULL;
+    }
+    /* Elements are split at single commas; ",," is a comma inside a value. */
+    char *copy = strdup(def);
+    if (!copy) {
+        abort();
+    }
+    char *type = NULL;
+    bool help = false;
+    char *start = copy;
+    for (char *p = copy;; p++) {
+        if (*p == ',' && p[1] == ',') {
+            p++;
+            continue;
+        }
+        if (*p && *p != ',') {
+            continue;
+        }
+        bool last = !*p;
+        *p = '\0';
+        if (start == copy && !strchr(start, '=')) {
+            type = start;
+        }
+        help |= !strcmp(start, "help");
+        if (last) {
+            break;
+        }
+        start = p + 1;
+    }
+    char *text = NULL;
+    if (help) {
+        const UserObjectClass *cls = type ? user_object_class(type) : NULL;
+        if (cls) {
+            text = user_object_class_help(cls);
+        } else {
+            size_t len = 0;
+            FILE *f = open_memstream(&text, &len);
+            if (!f) {
+                abort();
+            }
+            fprintf(f, "List of user creatable objects:\n");
+            for (size_t i = 0; i < ARRAY_SIZE(user_object_classes); i++) {
+                fprintf(f, "  %s\n", user_object_classes[i].name);
+            }
+            fclose(f);
+        }
+    }
+    free(copy);
+    return text;
 }
 
 const UserObject *user_object_find(const char *id)

@@ -39,6 +39,12 @@ typedef struct UserObject {
  * create it, with QEMU's checks and messages. 0 or -errno.
  */
 int user_object_add(const char *def, Error **errp);
+/*
+ * When an --object definition asks for help ("help", or "TYPE,help" and friends),
+ * the text to print, as QEMU's list of types or the type's properties; the caller
+ * prints it, frees it and exits 0. NULL when def is not a help request.
+ */
+char *user_object_help(const char *def);
 /* The object with this id, or NULL. */
 const UserObject *user_object_find(const char *id);
 /*

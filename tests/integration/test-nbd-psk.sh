@@ -139,3 +139,28 @@ for args in "tls-creds-psk,id=tls0,endpoint=server,dir=$K/empty" \
     t_eq "qkit-nbd refuses $(sed "s#$K/##" <<<"$args")" "$q" \
         "$(sed 's/^[^ :]*qkit-nbd:/qemu-nbd:/' <<<"$k")"
 done
+
+# The types QEMU has and qkit does not (left out of QEMU's list for "nosuchtype,help").
+QEMU_ONLY='^  (iothread|authz-list|authz-list-file|main-loop|pr-manager-helper|secret_keyring|'
+QEMU_ONLY+='thread-context|throttle-group|tls-cipher-suites|tls-creds-anon)$'
+# --object help: qkit's types, each one QEMU lists too, under QEMU's heading and in
+# its order; TYPE,help: the type's properties exactly as QEMU prints them.
+for tool in img io nbd; do
+    case $tool in
+        img) q=(qemu-img info); k=("$QKIT_IMG" info) ;;
+        io) q=(qemu-io); k=("$QKIT_IO") ;;
+        nbd) q=(qemu-nbd); k=("$QKIT_NBD") ;;
+    esac
+    qlist=$(timeout 30 "${q[@]}" --object help 2>&1)
+    klist=$(timeout 30 "${k[@]}" --object help 2>&1)
+    LAST=$klist
+    has "qkit-$tool --object help lists tls-creds-psk" "^  tls-creds-psk$"
+    t_eq "qkit-$tool --object help: QEMU's heading and order" \
+        "$(grep -Fxf <(printf '%s\n' "$klist") <<<"$qlist")" "$klist"
+    for args in tls-creds-psk,help tls-creds-x509,help secret,id=s0,help authz-simple,help \
+            nosuchtype,help; do
+        t_eq "qkit-$tool --object $args" "$(timeout 30 "${q[@]}" --object "$args" 2>&1 |
+            grep -vE "$QEMU_ONLY")" \
+            "$(timeout 30 "${k[@]}" --object "$args" 2>&1)"
+    done
+done

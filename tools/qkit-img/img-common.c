@@ -219,10 +219,19 @@ void img_getopt_error(int c, char **argv)
     img_error_exit("unrecognized option '%s'", argv[optind - 1]);
 }
 
-/* Called for each --object: create it now, or print why not and exit 1 as qemu-img does. */
+/*
+ * Called for each --object: print the help it asks for and exit 0, or create it now,
+ * or print why not and exit 1 as qemu-img does.
+ */
 void img_object_add(const char *def)
 {
     Error *err = NULL;
+    char *help = user_object_help(def);
+    if (help) {
+        fputs(help, stdout);
+        free(help);
+        exit(EXIT_SUCCESS);
+    }
     if (user_object_add(def, &err) < 0) {
         error_report_err(err);
         exit(EXIT_FAILURE);

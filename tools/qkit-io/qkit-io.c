@@ -508,10 +508,19 @@ int qio_aio_flush_f(QioState *s, int argc, char **argv)
     return 0;
 }
 
-/* --object: register the object (secret, tls-creds-x509, ...) or print why not. */
+/*
+ * --object: print the help it asks for and exit 0, or register the object (secret,
+ * tls-creds-x509, ...), or print why not.
+ */
 static int qio_add_object(const char *def)
 {
     Error *err = NULL;
+    char *help = user_object_help(def);
+    if (help) {
+        fputs(help, stdout);
+        free(help);
+        exit(EXIT_SUCCESS);
+    }
     if (user_object_add(def, &err) < 0) {
         error_report_err(err);
         return -EINVAL;

@@ -360,12 +360,20 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
         case 'L':
             o->list = true;
             break;
-        case OPT_OBJECT:
+        case OPT_OBJECT: {
+            /* "--object help" and "TYPE,help" print and end the program, as in QEMU. */
+            char *help = user_object_help(optarg);
+            if (help) {
+                fputs(help, stdout);
+                free(help);
+                exit(EXIT_SUCCESS);
+            }
             if (user_object_add(optarg, &err) < 0) {
                 error_report_err(err);
                 return 1;
             }
             break;
+        }
         case OPT_TLSCREDS:
             o->tls_creds = optarg;
             break;
