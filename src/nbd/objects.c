@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -485,4 +486,15 @@ void user_object_del_all(void)
         user_object_free(obj);
         obj = next;
     }
+}
+
+int user_object_add_or_help(const char *def, Error **errp)
+{
+    char *help = user_object_help(def);
+    if (help) {
+        fputs(help, stdout);
+        free(help);
+        return 1;
+    }
+    return user_object_add(def, errp);
 }

@@ -45,6 +45,11 @@ int user_object_add(const char *def, Error **errp);
  * prints it, frees it and exits 0. NULL when def is not a help request.
  */
 char *user_object_help(const char *def);
+/*
+ * A tool's --object: a help request is printed on stdout and returns 1 (the tool then
+ * exits 0, as QEMU's do); otherwise the object is created (0) or not (-errno, errp).
+ */
+int user_object_add_or_help(const char *def, Error **errp);
 /* The object with this id, or NULL. */
 const UserObject *user_object_find(const char *id);
 /*

@@ -226,15 +226,12 @@ void img_getopt_error(int c, char **argv)
 void img_object_add(const char *def)
 {
     Error *err = NULL;
-    char *help = user_object_help(def);
-    if (help) {
-        fputs(help, stdout);
-        free(help);
-        exit(EXIT_SUCCESS);
-    }
-    if (user_object_add(def, &err) < 0) {
+    int ret = user_object_add_or_help(def, &err);
+    if (ret < 0) {
         error_report_err(err);
-        exit(EXIT_FAILURE);
+    }
+    if (ret) {
+        exit(ret > 0 ? EXIT_SUCCESS : EXIT_FAILURE);
     }
 }
 

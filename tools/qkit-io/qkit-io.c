@@ -515,17 +515,14 @@ int qio_aio_flush_f(QioState *s, int argc, char **argv)
 static int qio_add_object(const char *def)
 {
     Error *err = NULL;
-    char *help = user_object_help(def);
-    if (help) {
-        fputs(help, stdout);
-        free(help);
+    int ret = user_object_add_or_help(def, &err);
+    if (ret > 0) {
         exit(EXIT_SUCCESS);
     }
-    if (user_object_add(def, &err) < 0) {
+    if (ret < 0) {
         error_report_err(err);
-        return -EINVAL;
     }
-    return 0;
+    return ret;
 }
 
 /* Warn, as QEMU does, that an exact (wildcard-free) trace event name is unknown. */

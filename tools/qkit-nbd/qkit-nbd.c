@@ -362,13 +362,11 @@ static int nbd_tool_parse(int argc, char **argv, NbdToolOpts *o, bool *stop)
             break;
         case OPT_OBJECT: {
             /* "--object help" and "TYPE,help" print and end the program, as in QEMU. */
-            char *help = user_object_help(optarg);
-            if (help) {
-                fputs(help, stdout);
-                free(help);
+            int ret = user_object_add_or_help(optarg, &err);
+            if (ret > 0) {
                 exit(EXIT_SUCCESS);
             }
-            if (user_object_add(optarg, &err) < 0) {
+            if (ret < 0) {
                 error_report_err(err);
                 return 1;
             }
