@@ -35,17 +35,22 @@ run_check() {
 }
 
 # compare_check NAME IMG: plain check, -r leaks and -r all, qkit against qemu-img.
+# check_both NAME IMG MODE: `check` (with -r MODE unless MODE is none) by each tool on
+# its own copy of IMG (q.qcow2, k.qcow2); the same report and the same messages.
+check_both() {
+    local name=$1 img=$2 mode=$3 args=()
+    [ "$mode" != none ] && args=(-r "$mode")
+    cp "$img" q.qcow2
+    cp "$img" k.qcow2
+    run_check qemu-img q.qcow2 q "${args[@]}"
+    run_check "$QKIT_IMG" k.qcow2 k "${args[@]}"
+    t_eq "$name ($mode): report" "$(cat q.out)" "$(cat k.out)"
+    t_eq "$name ($mode): messages" "$(cat q.err)" "$(cat k.err)"
+}
 compare_check() {
     local name=$1 img=$2 mode
     for mode in none leaks all; do
-        local args=()
-        [ "$mode" != none ] && args=(-r "$mode")
-        cp "$img" q.qcow2
-        cp "$img" k.qcow2
-        run_check qemu-img q.qcow2 q "${args[@]}"
-        run_check "$QKIT_IMG" k.qcow2 k "${args[@]}"
-        t_eq "$name ($mode): report" "$(cat q.out)" "$(cat k.out)"
-        t_eq "$name ($mode): messages" "$(cat q.err)" "$(cat k.err)"
+        check_both "$name" "$img" "$mode"
         if [ "$mode" = none ]; then
             t_eq "$name: check without -r leaves the image alone" \
                 "$(file_sum "$img")" "$(file_sum k.qcow2)"
@@ -265,14 +270,7 @@ compare_check "snapshot table past EOF" snap-past-eof.qcow2
 compare_check_quick() {
     local name=$1 img=$2 mode
     for mode in none all; do
-        local args=()
-        [ "$mode" != none ] && args=(-r "$mode")
-        cp "$img" q.qcow2
-        cp "$img" k.qcow2
-        run_check qemu-img q.qcow2 q "${args[@]}"
-        run_check "$QKIT_IMG" k.qcow2 k "${args[@]}"
-        t_eq "$name ($mode): report" "$(cat q.out)" "$(cat k.out)"
-        t_eq "$name ($mode): messages" "$(cat q.err)" "$(cat k.err)"
+        check_both "$name" "$img" "$mode"
         t_eq "$name ($mode): metadata after" "$($TOOL q.qcow2 dump 2>&1)" \
             "$($TOOL k.qcow2 dump 2>&1)"
     done
